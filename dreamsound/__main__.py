@@ -1,0 +1,5 @@
+"""``python -m dreamsound``: the command-line tool."""
+
+from dreamsound.cli import main
+
+main()

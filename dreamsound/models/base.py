@@ -1,0 +1,124 @@
+"""The classifier contract every dreamsound model honours.
+
+A model is a :class:`AudioClassifier`: a differentiable :class:`~dreamsound.spectral.LogMelFrontEnd`
+(waveform -> log-mel -> patches) followed by a patch network (patches -> logits and embeddings)
+with *named layers*. The dream engine only ever talks to this interface, so any classifier that
+fits it can be dreamed on, sonified and evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
+
+
+class PatchNetwork(nn.Module):
+    """The part of a model after the front-end.
+
+    Subclasses implement :meth:`forward` on patches ``[P, 1, patch_frames, n_mels]`` returning
+    ``(logits [P, C], embeddings [P, D])`` and :meth:`named_layers`.
+    """
+
+    def named_layers(self) -> dict[str, nn.Module]:
+        """Layers a user may pick as an activation objective, by stable public name."""
+        raise NotImplementedError
+
+
+@dataclass
+class ModelOutput:
+    """What one forward pass of a clip gives (N patches, C classes, T frames, F mel bands).
+
+    Attributes
+    ----------
+    logits : Tensor [N, C]
+        Pre-activation outputs per patch.
+    scores : Tensor [N, C]
+        Probabilities per patch (independent sigmoids for multi-label models).
+    embeddings : Tensor [N, D]
+        The pooled feature vector per patch.
+    log_mel : Tensor [T, F]
+        The model's log-mel spectrogram of the (padded) clip.
+    """
+
+    logits: torch.Tensor
+    scores: torch.Tensor
+    embeddings: torch.Tensor
+    log_mel: torch.Tensor
+
+    @property
+    def clip_scores(self) -> torch.Tensor:
+        """Clip-level score per class ``[C]``: the mean over patches."""
+        return self.scores.mean(dim=0)
+
+
+class AudioClassifier(nn.Module):
+    """A front-end plus a patch network, with class names.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (``"yamnet"``, ``"instrument"``, ...).
+    front_end : FrontEndConfig
+        How the waveform becomes log-mel patches.
+    network : PatchNetwork
+        Patches -> logits, embeddings.
+    class_names : sequence of str
+        Display names in output index order.
+    class_codes : sequence of str, optional
+        Short aliases per class (IRMAS's ``vio``, AudioSet mids, ...) accepted as targets.
+    """
+
+    def __init__(self, name: str, front_end: FrontEndConfig, network: PatchNetwork,
+                 class_names: Sequence[str], class_codes: Sequence[str] | None = None):
+        super().__init__()
+        self.name = name
+        self.front_end = LogMelFrontEnd(front_end)
+        self.network = network
+        self.class_names = list(class_names)
+        self.class_codes = list(class_codes) if class_codes is not None else []
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        """Input sample rate in Hz."""
+        return self.front_end.config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.front_end.mel_matrix.device
+
+    def named_layers(self) -> dict[str, nn.Module]:
+        """Layers available to activation objectives (``--layer NAME``)."""
+        return self.network.named_layers()
+
+    # -- computation -------------------------------------------------------------------------
+    def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from logits: independent sigmoids (every built-in is multi-label)."""
+        return torch.sigmoid(logits)
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``[..., T, F]`` of a waveform ``[..., n]`` at :attr:`sample_rate` (padded)."""
+        return self.front_end(waveform)
+
+    def network_outputs(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [N, C], embeddings [N, D])`` of a log-mel ``[T, F]``, one row per patch."""
+        patches = self.front_end.patches(log_mel)
+        return self.network(patches.unsqueeze(-3))
+
+    def logits_from_log_mel(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Per-patch logits ``[N, C]`` of a log-mel ``[T, F]``; differentiable."""
+        return self.network_outputs(log_mel)[0]
+
+    def forward(self, waveform: torch.Tensor) -> ModelOutput:
+        """Run a mono clip ``[n]`` (float, at :attr:`sample_rate`) end to end."""
+        if waveform.dim() != 1:
+            raise ValueError(f"expected a mono waveform [n], got shape {tuple(waveform.shape)}")
+        log_mel = self.log_mel(waveform)
+        logits, embeddings = self.network_outputs(log_mel)
+        return ModelOutput(logits=logits, scores=self.scores_from_logits(logits),
+                           embeddings=embeddings, log_mel=log_mel)

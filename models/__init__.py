@@ -1,0 +1,1 @@
+"""Trained weights that ship with dreamsound (installed as ``dreamsound.shipped_models``)."""
