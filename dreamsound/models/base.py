@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dreamsound.errors import TargetError, did_you_mean
 from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
 
 
@@ -96,6 +97,16 @@ class AudioClassifier(nn.Module):
         """Layers available to activation objectives (``--layer NAME``)."""
         return self.network.named_layers()
 
+    def resolve_class(self, name: str | int) -> int:
+        """Index of the class a user means by ``name``.
+
+        Tried in order, case-insensitively: an index, the exact display name, a class code
+        (IRMAS ``vio``, AudioSet ``/m/07q...``), one comma-separated part of a name
+        (``violin`` -> ``Violin, fiddle``), then a whole word of a name if that is unambiguous.
+        Raises :class:`TargetError` with the closest names otherwise.
+        """
+        return resolve_class_name(name, self.class_names, self.class_codes, model=self.name)
+
     # -- computation -------------------------------------------------------------------------
     def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities from logits: independent sigmoids (every built-in is multi-label)."""
@@ -122,3 +133,31 @@ class AudioClassifier(nn.Module):
         logits, embeddings = self.network_outputs(log_mel)
         return ModelOutput(logits=logits, scores=self.scores_from_logits(logits),
                            embeddings=embeddings, log_mel=log_mel)
+
+
+def resolve_class_name(name: str | int, class_names: Sequence[str], class_codes: Sequence[str] = (),
+                       *, model: str = "model") -> int:
+    """See :meth:`AudioClassifier.resolve_class`; usable without building a model."""
+    query = str(name).strip()
+    if query.isdigit() and int(query) < len(class_names):
+        return int(query)
+    lowered = query.lower()
+    for table in (class_names, class_codes):
+        for index, candidate in enumerate(table):
+            if candidate.lower() == lowered:
+                return index
+    parts = [i for i, c in enumerate(class_names)
+             if lowered in (p.strip().lower() for p in c.split(","))]
+    if parts:
+        return parts[0]
+    words = [i for i, c in enumerate(class_names)
+             if lowered in c.lower().replace(",", " ").replace("(", " ").replace(")", " ").split()]
+    if len(words) == 1:
+        return words[0]
+    if len(words) > 1:
+        options = ", ".join(repr(class_names[i]) for i in words[:8])
+        raise TargetError(f"{query!r} matches several {model} classes: {options}; "
+                          "give the full name")
+    raise TargetError(f"{model} has no class {query!r}."
+                      + (did_you_mean(query, class_names) or
+                         f" See `dreamsound classes --model {model}`."))
