@@ -57,7 +57,8 @@ class Classification:
 
 def classify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEFAULT_MODEL,
              weights: str | Path | None = None, device: str | None = None,
-             sample_rate: int | None = None) -> Classification:
+             sample_rate: int | None = None,
+             max_seconds: float | None = 600.0) -> Classification:
     """Classify a sound file or waveform.
 
     Parameters
@@ -69,6 +70,8 @@ def classify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = D
         A registry name or an already loaded model.
     weights, device
         Passed to :func:`dreamsound.load_model` when ``model`` is a name.
+    max_seconds : float or None
+        Refuse longer files (None: no limit).
     """
     from dreamsound.audio import load_audio, validate_waveform
 
@@ -80,7 +83,7 @@ def classify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = D
 
             waveform = resample(waveform, sample_rate, net.sample_rate)
     else:
-        waveform = load_audio(audio, sample_rate=net.sample_rate)
+        waveform = load_audio(audio, sample_rate=net.sample_rate, max_seconds=max_seconds)
     with torch.inference_mode():
         out = net(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(net.device))
     frame_scores = out.scores.float().cpu().numpy()

@@ -65,6 +65,8 @@ WeightsOpt = Annotated[Path | None, typer.Option(
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+MaxSecondsOpt = Annotated[float, typer.Option(
+    "--max-seconds", min=0.1, help="Refuse input files longer than this (seconds).")]
 
 
 def _version(value: bool) -> None:
@@ -125,6 +127,7 @@ def classify(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many classes to show.")] = 5,
     frames: Annotated[bool, typer.Option("--frames", help="Also show scores per patch.")] = False,
     device: DeviceOpt = "auto",
+    max_seconds: MaxSecondsOpt = 600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what a model hears in a sound: top classes for the whole file (and per patch)."""
@@ -132,7 +135,7 @@ def classify(
     from dreamsound.models.registry import load_model
 
     net = load_model(model, weights, device)
-    results = [run_classify(f, model=net) for f in files]
+    results = [run_classify(f, model=net, max_seconds=max_seconds) for f in files]
     if as_json:
         docs = [dict(file=str(f), **r.to_json(frames=frames, top=top))
                 for f, r in zip(files, results)]

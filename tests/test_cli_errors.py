@@ -1,0 +1,66 @@
+"""Bad input through the real CLI: one clear line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from dreamsound.cli import app
+
+runner = CliRunner()
+
+
+def _write(path, data, rate=16000, subtype="FLOAT"):
+    sf.write(path, np.asarray(data, dtype=np.float32), rate, subtype=subtype)
+    return path
+
+
+def _bad_inputs(tmp_path):
+    t = np.arange(16000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n" * 50)
+    truncated = _write(tmp_path / "cut.wav", tone, subtype="PCM_16")
+    truncated.write_bytes(truncated.read_bytes()[:20000])
+    nan = tone.copy()
+    nan[100] = np.nan
+    return {
+        "empty": (empty, "empty"),
+        "text": (text, "notes.wav"),
+        "truncated": (truncated, "cut.wav"),
+        "silent": (_write(tmp_path / "zeros.wav", np.zeros(16000)), "silent"),
+        "nan": (_write(tmp_path / "nan.wav", nan), "NaN"),
+        "missing": (tmp_path / "nowhere.wav", "nowhere.wav"),
+        "long": (_write(tmp_path / "long.wav", np.tile(tone, 3)), "--max-seconds"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "text", "truncated", "silent", "nan", "missing",
+                                  "long"])
+def test_classify_bad_audio(tmp_path, case):
+    path, needle = _bad_inputs(tmp_path)[case]
+    result = runner.invoke(app, ["classify", str(path), "-m", "debug", "--max-seconds", "2"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert needle.lower() in lines[0].lower()
+
+
+@pytest.mark.parametrize("channels, rate", [(8, 16000), (1, 8000), (2, 96000)])
+def test_odd_channels_and_rates_are_handled(tmp_path, channels, rate):
+    # Many channels are mixed down and odd rates resampled: these are valid sounds.
+    t = np.arange(rate) / rate
+    data = np.stack([0.2 * np.sin(2 * np.pi * 330 * (c + 1) * t) for c in range(channels)], 1)
+    path = _write(tmp_path / f"odd_{channels}_{rate}.wav", data, rate)
+    result = runner.invoke(app, ["classify", str(path), "-m", "debug", "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_unknown_target_has_suggestions():
+    result = runner.invoke(app, ["classes", "-m", "debug", "--search", "kazoo"])
+    assert result.exit_code == 2 and "kazoo" in result.output
