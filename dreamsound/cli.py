@@ -142,7 +142,8 @@ def classify(
         print_json(docs[0] if len(docs) == 1 else docs)
         return
     for file, result in zip(files, results):
-        table = Table(title=f"{file} — {result.model}", title_justify="left")
+        out_console.print(f"[bold]{file}[/] — {result.model}", highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("class")
         table.add_column("score", justify="right")

@@ -92,3 +92,15 @@ def test_models_list_json():
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert {"debug", "yamnet", "instrument"} <= set(rows)
     assert rows["debug"]["present"] is True
+
+
+@pytest.mark.parametrize("clip, expected", [
+    ("cat.wav", {"Animal", "Domestic animals, pets", "Cat", "Meow", "Purr"}),
+    ("whistle.wav", {"Whistle"}),
+])
+def test_classify_yamnet_real_sounds(shared, yamnet_h5, clip, expected):
+    result = runner.invoke(app, ["classify", str(shared / "audio" / clip), "--model", "yamnet",
+                                 "--weights", str(yamnet_h5), "--top", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    top3 = {row["name"] for row in json.loads(result.stdout)["top"]}
+    assert top3 & expected, top3
