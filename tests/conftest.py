@@ -8,8 +8,8 @@ from pathlib import Path
 # Before torch is imported anywhere: see dreamsound/cli.py.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
