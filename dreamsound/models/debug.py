@@ -12,14 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dreamsound.data.irmas import IRMAS_CODES, IRMAS_NAMES
 from dreamsound.errors import WeightsError
 from dreamsound.models.base import AudioClassifier, PatchNetwork
 from dreamsound.models.registry import ModelSpec
 from dreamsound.spectral import FrontEndConfig
-
-IRMAS_NAMES = ["cello", "clarinet", "flute", "acoustic guitar", "electric guitar", "organ",
-               "piano", "saxophone", "trumpet", "violin", "voice"]
-IRMAS_CODES = ["cel", "cla", "flu", "gac", "gel", "org", "pia", "sax", "tru", "vio", "voi"]
 
 FRONT_END = FrontEndConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
                            n_mels=32, fmin=60.0, fmax=7800.0, log_offset=1e-3,

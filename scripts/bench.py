@@ -1,0 +1,154 @@
+"""Benchmark the dream engine: one dream step on 10 s of audio, per model and domain.
+
+For each model and domain, a fresh child process (so that its peak memory is its own):
+
+* runs a whole dream of ``--steps`` steps on ``--seconds`` of audio (``examples/loop.wav``
+  looped) toward one class, timing every step (the engine's own per-step timer: forward,
+  backward, normalisation, update, distance) and the whole dream (with the final rendering);
+* times the model's *bare* forward + backward on the same input in the same process (gradient
+  with respect to the log-mel for the spectrogram domain, to the samples for the waveform
+  domain, and nothing else), so the ratio is the engine's overhead;
+* reports its peak resident memory (``ru_maxrss``).
+
+Usage::
+
+    python scripts/bench.py --weights ../shared/yamnet/yamnet.h5   # debug, yamnet, instrument
+    python scripts/bench.py --models yamnet --domains spectrogram --steps 30 --json
+
+The Griffin-Lim comparison with librosa lives in ``scripts/bench_griffinlim.py`` (run with
+``--griffin-lim`` to call it after this table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOOP = REPO / "examples" / "loop.wav"
+TARGETS = {"debug": "violin", "yamnet": "violin", "instrument": "violin"}
+
+
+def _median_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def child(model_name: str, domain: str, weights: str | None, seconds: float, steps: int,
+          threads: int) -> dict:
+    """Measure one (model, domain) in this process; returns the row as a dict."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from dreamsound.audio import load_audio
+    from dreamsound.dream import dream
+    from dreamsound.models.registry import load_model
+
+    net = load_model(model_name, weights if model_name == "yamnet" else None, "cpu")
+    loop = load_audio(LOOP, sample_rate=net.sample_rate)
+    n = round(seconds * net.sample_rate)
+    wave = np.tile(loop, int(np.ceil(n / loop.size)))[:n]
+    target = net.resolve_class(TARGETS.get(model_name, "0"))
+
+    step_times: list[float] = []
+    started = time.perf_counter()
+    result = dream(wave, model=net, target=target, domain=domain, steps=steps,
+                   progress=lambda step, total, info: step_times.append(info["seconds"]))
+    dream_seconds = time.perf_counter() - started
+
+    tensor = torch.from_numpy(wave)
+    log_mel = net.log_mel(tensor).detach()
+
+    def bare_spectrogram() -> None:
+        variable = log_mel.clone().requires_grad_(True)
+        net.logits_from_log_mel(variable)[:, target].mean().backward()
+
+    def bare_waveform() -> None:
+        variable = tensor.clone().requires_grad_(True)
+        net(variable).logits[:, target].mean().backward()
+
+    bare = _median_time(bare_spectrogram if domain == "spectrogram" else bare_waveform,
+                        repeats=max(5, steps // 2))
+    # Skip the first steps: they pay one-off allocations and lazy initialisation.
+    steady = step_times[2:] if len(step_times) > 4 else step_times
+    step = statistics.median(steady)
+    return {"model": model_name, "domain": domain, "seconds_audio": seconds,
+            "step_median_s": step, "step_min_s": min(steady), "bare_fwd_bwd_s": bare,
+            "overhead_ratio": step / bare, "dream_s": dream_seconds, "steps": len(step_times),
+            "confidence_before": result.report["confidence_before"],
+            "confidence_after": result.report["confidence_after"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "threads": threads}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="debug,yamnet,instrument")
+    parser.add_argument("--domains", default="spectrogram,waveform")
+    parser.add_argument("--weights", default=str(REPO.parent / "shared" / "yamnet" / "yamnet.h5"),
+                        help="YAMNet weights (yamnet.h5)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--griffin-lim", action="store_true",
+                        help="also run scripts/bench_griffinlim.py")
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "DOMAIN"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        row = child(args.child[0], args.child[1], args.weights, args.seconds, args.steps,
+                    args.threads)
+        print(json.dumps(row))
+        return
+
+    rows, skipped = [], []
+    for model_name in args.models.split(","):
+        for domain in args.domains.split(","):
+            cmd = [sys.executable, __file__, "--child", model_name, domain, "--weights",
+                   args.weights, "--seconds", str(args.seconds), "--steps", str(args.steps),
+                   "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                skipped.append(f"{model_name}/{domain}: {reason}")
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    if args.json:
+        print(json.dumps({"rows": rows, "skipped": skipped}, indent=2))
+    else:
+        header = (f"{'model':<11} {'domain':<12} {'step (s)':>9} {'fwd+bwd (s)':>12} "
+                  f"{'overhead':>9} {'dream (s)':>10} {'peak RSS':>10}")
+        print(f"one dream step on {args.seconds:g} s of audio, median of {args.steps - 2} steps, "
+              f"{args.threads} threads")
+        print(header)
+        print("-" * len(header))
+        for r in rows:
+            print(f"{r['model']:<11} {r['domain']:<12} {r['step_median_s']:>9.4f} "
+                  f"{r['bare_fwd_bwd_s']:>12.4f} {r['overhead_ratio']:>8.2f}x "
+                  f"{r['dream_s']:>10.2f} {r['peak_rss_mb']:>7.0f} MB")
+        for line in skipped:
+            print(f"skipped {line}")
+    if args.griffin_lim:
+        script = REPO / "scripts" / "bench_griffinlim.py"
+        if script.is_file():
+            subprocess.run([sys.executable, str(script)], check=False)
+        else:
+            print("scripts/bench_griffinlim.py is not there")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""scripts/render_trainset.py: MIDI writing, clip plans, and a tiny real render."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dreamsound.data.irmas import IRMAS_CODES, parse_training_name, read_training_set
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "render_trainset.py"
+FONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
+
+
+@pytest.fixture(scope="module")
+def render():
+    spec = importlib.util.spec_from_file_location("render_trainset", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["render_trainset"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("value", "encoded"), [
+    # Examples from the Standard MIDI File specification.
+    (0x00, "00"), (0x40, "40"), (0x7F, "7F"), (0x80, "8100"), (0x2000, "C000"),
+    (0x3FFF, "FF7F"), (0x4000, "818000"), (0x1FFFFF, "FFFF7F"), (0x200000, "81808000"),
+    (0x0FFFFFFF, "FFFFFF7F"),
+])
+def test_variable_length_quantity(render, value, encoded):
+    assert render._vlq(value) == bytes.fromhex(encoded)
+
+
+def test_midi_file_structure(render):
+    writer = render.MidiWriter(0.5)
+    writer.program(0.0, 0, 40)
+    writer.note(0.0, 1.0, 0, 60, 100)
+    writer.note(1.0, 0.5, 0, 60, 90)   # re-struck: its note-on must follow the note-off
+    data = render.midi_file_bytes(writer.events)
+    assert data[:4] == b"MThd"
+    assert struct.unpack(">IHHH", data[4:14]) == (6, 0, 1, render.TICKS_PER_BEAT)
+    assert data[14:18] == b"MTrk"
+    assert struct.unpack(">I", data[18:22])[0] == len(data) - 22
+    assert data.endswith(bytes([0x00, 0xFF, 0x2F, 0x00]))
+    ordered = sorted(writer.events)
+    kinds = [(e.tick, e.data[0] & 0xF0) for e in ordered]
+    ticks_per_s = render.TICKS_PER_S
+    assert kinds[0] == (round(0.5 * ticks_per_s), 0xC0)
+    at_one = [k for t, k in kinds if t == round(1.5 * ticks_per_s)]
+    assert at_one == [0x80, 0x90]
+
+
+def test_plans_are_deterministic_and_in_range(render):
+    a = render.plan_clip(7, "timgm6mb", "vio", 3, 0.4)
+    b = render.plan_clip(7, "timgm6mb", "vio", 3, 0.4)
+    c = render.plan_clip(8, "timgm6mb", "vio", 3, 0.4)
+    assert render.midi_file_bytes(a.target_events) == render.midi_file_bytes(b.target_events)
+    assert render.midi_file_bytes(a.target_events) != render.midi_file_bytes(c.target_events)
+    for code in IRMAS_CODES:
+        for index in range(6):
+            plan = render.plan_clip(0, "fluidr3gm", code, index, 0.5)
+            voices = {v.program: v for v in render.CLASS_VOICES[code]}
+            assert plan.program in voices
+            voice = voices[plan.program]
+            pitches = [e.data[1] for e in plan.target_events if e.data[0] & 0xF0 == 0x90]
+            assert pitches, f"{code} plan {index} plays no note"
+            assert voice.low <= min(pitches) and max(pitches) <= voice.high, (code, plan.style)
+            assert (plan.kind == "mix") == (plan.accomp_events is not None)
+            tags = parse_training_name(plan.filename)
+            assert tags.instrument == code and tags.drums == plan.drums
+
+
+def test_plans_cover_articulations_and_mixtures(render):
+    plans = [render.plan_clip(0, "fluidr3gm", code, i, 0.4) for code in IRMAS_CODES
+             for i in range(20)]
+    share = np.mean([p.kind == "mix" for p in plans])
+    assert 0.3 < share < 0.5
+    assert any(p.drums for p in plans)
+    assert len({p.style for p in plans if p.code == "pia"}) >= 3
+    assert {round(p.snr_db) for p in plans if p.snr_db is not None} <= set(range(2, 11))
+
+
+def _render(out: Path, seed: int, per_class: int, classes: list[str]) -> None:
+    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", str(FONT),
+                    "--per-class", str(per_class), "--seed", str(seed), "--mix-share", "0.5",
+                    "--classes", *classes, "--workers", "2", "--quiet"], check=True, timeout=120)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.wav"))}
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None,
+                    reason="the `fluidsynth` program is not on PATH (apt install fluidsynth)")
+@pytest.mark.skipif(not FONT.is_file(), reason=f"{FONT} missing (apt install timgm6mb-soundfont)")
+def test_tiny_render(tmp_path):
+    out = tmp_path / "set"
+    _render(out, seed=5, per_class=1, classes=["vio", "pia"])
+    excerpts = read_training_set(out)
+    assert sorted(e.label for e in excerpts) == ["pia", "vio"]
+    for excerpt in excerpts:
+        info = sf.info(excerpt.path)
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == \
+            (44100, 2, "PCM_16", 3 * 44100)
+        audio, _ = sf.read(excerpt.path)
+        assert 0.05 < np.abs(audio).max() <= 0.9  # normalised to -12..-1 dBFS, never clipped
+    with open(out / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["class"] for r in rows) == ["pia", "vio"]
+    assert {r["soundfont"] for r in rows} == {"timgm6mb"}
+    assert {r["kind"] for r in rows} <= {"solo", "mix"}
+    # Same seed, same bytes; another seed, other clips.
+    again = tmp_path / "again"
+    _render(again, seed=5, per_class=1, classes=["vio", "pia"])
+    assert _digests(again) == _digests(out)
+    other = tmp_path / "other"
+    _render(other, seed=6, per_class=1, classes=["vio", "pia"])
+    assert set(_digests(other).values()).isdisjoint(_digests(out).values())

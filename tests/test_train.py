@@ -1,0 +1,213 @@
+"""``dreamsound train``: the loop on a tiny synthetic IRMAS-layout set, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import dreamsound
+from dreamsound.errors import DataError
+from dreamsound.models.instrument import Architecture, load_weights_file
+from dreamsound.train import (
+    Augmentation,
+    TrainProgress,
+    augment,
+    choose_threshold,
+    f1_scores,
+    split_by_group,
+    train,
+)
+
+TINY = Architecture(channels=(4, 8, 8, 8), embedding=16)
+RATE = 44100
+
+
+def _clip(kind: str, rng: np.random.Generator, seconds: float = 1.5) -> np.ndarray:
+    """Three easily told apart sound families standing in for instruments."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    if kind == "cel":    # low, harmonic-rich (a sawtooth-like sum)
+        f0 = rng.uniform(70, 140)
+        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 12))
+    elif kind == "flu":  # high, nearly pure, with breath noise
+        x = np.sin(2 * np.pi * rng.uniform(1200, 2000) * t) + 0.05 * rng.standard_normal(t.size)
+    else:                # plucks: decaying bursts of band noise
+        x = np.zeros_like(t)
+        for start in rng.uniform(0, seconds - 0.3, 4):
+            n = int(0.3 * RATE)
+            i = int(start * RATE)
+            x[i:i + n] += rng.standard_normal(n) * np.exp(-np.arange(n) / (0.05 * RATE))
+    x = 0.5 * x / np.max(np.abs(x))
+    return np.stack([x, x], axis=1)
+
+
+def make_set(root: Path, *, per_class: int = 12, classes=("cel", "flu", "gac"),
+             seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for code in classes:
+        for i in range(per_class):
+            path = root / code / f"{i:03d}__[{code}][nod][cla]{i:04d}__1.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _clip(code, rng), RATE, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    return make_set(tmp_path_factory.mktemp("data") / "IRMAS-TrainingData")
+
+
+def test_train_writes_a_loadable_model(tiny_set, tmp_path):
+    events: list[TrainProgress] = []
+    result = train(tiny_set, tmp_path / "out", epochs=5, patience=5, batch_size=32,
+                   crops_per_clip=8, architecture=TINY, device="cpu", progress=events.append)
+    assert result.classes == ["cel", "flu", "gac"]
+    assert result.n_train + result.n_val == 36 and result.n_val == 6  # 15 % of 12, per class
+    assert result.epochs_run == 5
+    # Three families this different are learned in a few dozen steps.
+    assert result.val_accuracy >= 0.8
+    assert 0.0 < result.threshold < 1.0
+    for path in (result.weights_path, result.config_path, result.log_path):
+        assert path.is_file()
+    config = json.loads(result.config_path.read_text())
+    assert config["class_codes"] == ["cel", "flu", "gac"]
+    assert config["threshold"] == pytest.approx(result.threshold)
+    assert config["front_end"]["n_mels"] == 128 and config["architecture"]["channels"] == [4, 8,
+                                                                                          8, 8]
+    assert config["data"]["per_class"] == {"cel": 12, "flu": 12, "gac": 12}
+    assert config["validation"]["val_accuracy"] == pytest.approx(result.val_accuracy)
+    log = json.loads(result.log_path.read_text())
+    assert log["status"] == "finished" and len(log["epochs"]) == 5
+    assert log["best_epoch"] == result.best_epoch
+    assert {e.stage for e in events} == {"load", "epoch", "validated"}
+    # The written model is the best epoch's and loads through the registry with --weights.
+    model = dreamsound.load_model("instrument", weights=result.weights_path, device="cpu")
+    assert model.class_names == ["cello", "flute", "acoustic guitar"]
+    assert model.threshold == pytest.approx(result.threshold)
+    rng = np.random.default_rng(99)
+    wave = torch.tensor(_clip("flu", rng, 3.0).mean(axis=1) [::2].copy(), dtype=torch.float32)
+    with torch.no_grad():
+        assert model(wave).clip_scores.argmax() == 1
+
+
+def test_same_seed_same_model(tiny_set, tmp_path):
+    kwargs = dict(epochs=1, batch_size=32, architecture=TINY, device="cpu", seed=3)
+    a = train(tiny_set, tmp_path / "a", **kwargs)
+    b = train(tiny_set, tmp_path / "b", **kwargs)
+    wa, wb = load_weights_file(a.weights_path), load_weights_file(b.weights_path)
+    for (name, pa), pb in zip(wa.network.state_dict().items(), wb.network.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_interrupted_training_keeps_the_last_good_checkpoint(tiny_set, tmp_path):
+    out = tmp_path / "out"
+
+    def stop_in_epoch_two(event: TrainProgress) -> None:
+        if event.stage == "epoch" and event.epoch == 2 and event.done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_set, out, epochs=4, batch_size=16, architecture=TINY, device="cpu",
+              progress=stop_in_epoch_two)
+    model = load_weights_file(out / "model.safetensors")  # epoch 1's checkpoint, intact
+    assert model.config.extra["training"]["best_epoch"] == 1
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["status"] == "interrupted" and len(log["epochs"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors",
+                                                     "train_log.json"]  # no temp files left
+
+
+def test_bad_input(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="is empty"):
+        train(empty, tmp_path / "o1", epochs=1, architecture=TINY)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    sf.write(flat / "a.wav", np.zeros((100, 2)), RATE)
+    with pytest.raises(DataError, match="no class folders"):
+        train(flat, tmp_path / "o2", epochs=1, architecture=TINY)
+    broken = tmp_path / "broken"
+    for code in ("cel", "vio"):
+        (broken / code).mkdir(parents=True)
+        for i in range(3):
+            (broken / code / f"{i}.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 4)
+    with pytest.raises(DataError, match=r"none of the 6 \.wav files could be read"):
+        train(broken, tmp_path / "o3", epochs=1, architecture=TINY)
+    with pytest.raises(DataError, match="too few files"):
+        train(make_set(tmp_path / "one", per_class=1), tmp_path / "o4", epochs=1,
+              architecture=TINY)
+
+
+def test_a_few_unreadable_files_are_skipped(tmp_path, caplog):
+    data = make_set(tmp_path / "data", per_class=4, classes=("cel", "flu"))
+    (data / "cel" / "zz_broken.wav").write_bytes(b"not audio at all")
+    result = train(data, tmp_path / "out", epochs=1, batch_size=8, architecture=TINY,
+                   device="cpu")
+    config = json.loads(result.config_path.read_text())
+    assert config["data"]["skipped"] == 1 and config["data"]["readable"] == 8
+    assert "zz_broken.wav" in caplog.text
+
+
+def test_split_keeps_songs_together_and_stratifies():
+    labels = [0] * 10 + [1] * 10
+    groups = [f"a{i // 2}" for i in range(10)] + [f"b{i}" for i in range(10)]
+    train_idx, val_idx = split_by_group(labels, groups, 0.2, np.random.default_rng(0))
+    assert sorted([*train_idx, *val_idx]) == list(range(20))
+    val_groups = {groups[i] for i in val_idx}
+    assert not val_groups & {groups[i] for i in train_idx}
+    assert sum(labels[i] == 0 for i in val_idx) == 2  # one song of two excerpts
+    assert sum(labels[i] == 1 for i in val_idx) == 2
+
+
+def test_threshold_and_f1():
+    labels = np.array([0, 1, 2, 2])
+    scores = np.array([[0.9, 0.1, 0.2], [0.3, 0.6, 0.1], [0.1, 0.2, 0.55], [0.5, 0.1, 0.7]])
+    micro, macro = f1_scores(scores, labels, 0.5)
+    # predicted: {0}, {1}, {2}, {0, 2}: TP 4, FP 1, FN 0
+    assert micro == pytest.approx(2 * 4 / (2 * 4 + 1 + 0))
+    assert macro == pytest.approx(np.mean([2 / 3, 1.0, 1.0]))
+    micro, _ = f1_scores(scores, labels, 0.65)  # {0}, {}, {}, {2}: TP 2, FP 0, FN 2
+    assert micro == pytest.approx(4 / 6)
+    # Only thresholds in (0.5, 0.55] separate every pair; the one nearest 0.5 is chosen.
+    threshold, best_micro, best_macro = choose_threshold(scores, labels)
+    assert (threshold, best_micro, best_macro) == (0.51, 1.0, 1.0)
+
+
+def test_augmentation_is_seeded_and_keeps_shapes():
+    x = 0.5 * torch.randn(8, 43, 128) - 3.0  # above log(1e-3): exactly invertible
+    labels = torch.arange(8) % 3
+    a = augment(x, labels, Augmentation(), 1e-3, torch.Generator().manual_seed(1))
+    b = augment(x, labels, Augmentation(), 1e-3, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and torch.isfinite(a).all()
+    off = Augmentation(gain_db=(0.0, 0.0), eq_db=0.0, tilt_db=0.0, shift_bands=0.0,
+                       reverb_prob=0.0,
+                       lowpass_prob=0.0,
+                       highpass_prob=0.0, mix_prob=0.0, noise_prob=0.0, mask_prob=0.0)
+    same = augment(x, labels, off, 1e-3, torch.Generator().manual_seed(1))
+    assert torch.allclose(same, x, atol=1e-4)
+
+
+def test_cli_train(tiny_set, tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(app, ["train", str(tiny_set), "--out", str(out), "--epochs", "1",
+                                 "--batch-size", "32", "--seed", "1", "--device", "cpu",
+                                 "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["classes"] == ["cel", "flu", "gac"] and report["epochs_run"] == 1
+    assert (out / "model.safetensors").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = runner.invoke(app, ["train", str(empty), "--out", str(tmp_path / "x"), "--quiet"])
+    assert bad.exit_code == 2
+    assert "is empty" in bad.output and "Traceback" not in bad.output
