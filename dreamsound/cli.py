@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -147,7 +148,8 @@ def classify(
         print_json(docs[0] if len(docs) == 1 else docs)
         return
     for file, result in zip(files, results):
-        out_console.print(f"[bold]{file}[/] — {result.model}", highlight=False, soft_wrap=True)
+        out_console.print(f"[bold]{escape(str(file))}[/] — {result.model}", highlight=False,
+                          soft_wrap=True)
         table = Table()
         table.add_column("#", justify="right")
         table.add_column("class")
@@ -310,7 +312,7 @@ def dream(
         "--target-sound", help="Second sound whose spectrum masks the gradient (--rule target).",
         show_default=False)] = None,
     steps: Annotated[int, typer.Option("--steps", "-n", min=0,
-                                       help="Gradient steps (per octave).")] = 100,
+                                       help="Gradient steps (per octave).")] = 50,
     step_size: StepSizeOpt = None,
     normalize: NormalizeOpt = "mean",
     until: Annotated[float | None, typer.Option(

@@ -6,9 +6,10 @@ the excerpt's (single, predominant) label, and a clip decision made by averaging
 and thresholding at a θ chosen on validation data -- never on test data.
 
 What it adds: a validation split stratified by class that keeps excerpts of one song together;
-augmentation in the mel-magnitude domain (gain, random smooth EQ, a quieter second excerpt mixed
-in, a noise floor, small time/frequency masks), which is cheap because every file is decoded,
-resampled and turned into a log-mel once, up front; early stopping on the validation loss; and a
+augmentation in the mel-magnitude domain (gain, random EQ with tilt and band-limiting, a small
+frequency shift, a synthetic room, a quieter second excerpt mixed in, a noise floor, small
+time/frequency masks), which is cheap because every file is decoded, resampled and turned into a
+log-mel once, up front; early stopping on the validation loss; and a
 checkpoint written atomically at every improvement, so an interrupted run leaves the last good
 model intact and loadable.
 
@@ -452,7 +453,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
     batch_size : int
         Windows per optimiser step.
     lr : float
-        Adam learning rate (divided by 3 when the validation loss stalls for an epoch).
+        Adam learning rate (divided by 3 after two epochs without a lower validation loss).
     val_fraction : float
         Share of each class's songs held out for validation, in (0, 1).
     seed : int

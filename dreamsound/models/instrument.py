@@ -6,7 +6,7 @@ instrument recognition in polyphonic music" (IEEE/ACM TASLP 25(1)), slimmed for 
 * front-end: 22,050 Hz mono, STFT n_fft 1024 / hop 512 (periodic Hann, no centring), 128 Slaney
   mel bands 0-11,025 Hz, ``log(mel + 1e-3)`` (1e-3 is ~80 dB below a full-scale sine's 9.5, like
   librosa's ``top_db=80``); 1 s patches of 43 frames, 22 frames (0.51 s) apart;
-* network on each patch ``[1, 43, 128]`` (time x mel): a fixed-statistics input normalisation, four
+* network on each patch ``[1, 43, 128]`` (time x mel): a per-band input normalisation, four
   blocks of two 3x3 conv -> batch-norm -> LeakyReLU(0.33) units (channels 16-32-64-128 by default,
   half of Han's 32-64-128-256), 3x3 max-pool (stride 3) + dropout 0.25 after blocks 1-3, global
   max-pool, a dense ``embedding`` layer, dropout 0.5 and 11 ``logits``;
@@ -49,10 +49,13 @@ WEIGHTS = WeightsFile(
     model="instrument",
     filename="model.safetensors",
     url=None,
-    sha256=None,
+    # Digest of the shipped models/instrument_cnn/model.safetensors; retraining the default
+    # (command in its MODEL_CARD.md) means updating it here.
+    sha256="eceb1bfe04e368dc32f7b76f250f24cacddfe79bf751f8e72adefc325d8ba780",
     source="ships with dreamsound (models/instrument_cnn/, trained on soundfont-rendered clips)",
     env_var="DREAMSOUND_INSTRUMENT_WEIGHTS",
     packaged="instrument_cnn/model.safetensors",
+    size=1_330_028,
 )
 
 
@@ -273,7 +276,7 @@ def load_weights_file(path: str | Path, device: str | torch.device = "cpu"
 
 def save_weights_file(model: InstrumentClassifier, path: str | Path) -> Path:
     """Write ``model`` (network tensors + configuration metadata) to ``path`` atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from dreamsound.io_utils import atomic_write
 
@@ -281,9 +284,9 @@ def save_weights_file(model: InstrumentClassifier, path: str | Path) -> Path:
                model.network.state_dict().items()}
     config = model.config.to_dict()
     config["threshold"] = float(model.threshold)
+    data = save(tensors, metadata={"format": WEIGHTS_FORMAT, "config": json.dumps(config)})
     with atomic_write(path) as temp:
-        save_file(tensors, str(temp), metadata={"format": WEIGHTS_FORMAT,
-                                                "config": json.dumps(config)})
+        temp.write_bytes(data)
     return Path(path)
 
 
