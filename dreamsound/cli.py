@@ -43,8 +43,8 @@ class _ErrorsAsOneLine(TyperGroup):
         except DreamsoundError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True,
-                              markup=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
 
 

@@ -111,8 +111,11 @@ DOMAINS = ("spectrogram", "waveform")
 RULES = ("additive", "filter", "filter-add", "target")
 NORMALIZATIONS = ("mean", "max")
 
-#: Default gradient steps per octave.
-DEFAULT_STEPS = 100
+#: Default gradient steps per octave. At the default step size this moves a sound by a few dB
+#: (clearly audible); much longer dreams drift into spectrograms no sound can realise, and the
+#: rendered audio's confidence falls behind the dreamed one (instrument model on the example
+#: loop toward violin: rendered 0.999 after 40 steps, 0.58 after 100).
+DEFAULT_STEPS = 50
 #: Default step size per domain: dB of the mel spectrogram (spectrogram domain, mean absolute
 #: change per step), or a fraction of the input's RMS (waveform domain).
 DEFAULT_STEP_SIZE = {"spectrogram": 0.25, "waveform": 0.05}
@@ -860,12 +863,6 @@ class _Engine:
                         # (and keeps it above the floor: both ends are).
                         current = base + (current - base) * (s.max_rmse_db / rmse)
                         rmse = s.max_rmse_db
-                import os as _os
-                _k = int(_os.environ.get("DS_REALISE", "0"))
-                if last_octave and _k and (done + 1) % _k == 0:
-                    with torch.no_grad():
-                        audio = self.render(current, reference_wave, wave.shape[-1])
-                        current = self.model.log_mel(audio)[:current.shape[0]]
                 done += 1
                 step_seconds.append(time.perf_counter() - started)
                 self._report_step(done, value.detach(), logits, rmse, started)

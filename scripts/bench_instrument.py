@@ -2,9 +2,11 @@
 """Time the instrument CNN on a 3 s clip (front-end + network, no file decoding).
 
 Prints the median and the minimum over ``--repeats`` runs after warm-up; the target is a median
-under 50 ms on a 2-core CPU. The machine may be shared: the minimum shows the undisturbed cost.
+under 50 ms on a 2-core CPU. One thread by default: on a machine whose cores are busy with other
+processes, torch's OpenMP threads wait for each other and 2 threads measured ~40x slower (~400 ms)
+than 1 (~10 ms) for this small network; on an idle machine 2 threads are a little faster.
 
-    python scripts/bench_instrument.py --threads 2 --repeats 50
+    python scripts/bench_instrument.py --threads 1 --repeats 50
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dreamsound
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs (default 50)")
     parser.add_argument("--seconds", type=float, default=3.0, help="clip length (default 3)")
     parser.add_argument("--weights", default=None, help="weights file (default: shipped)")

@@ -31,15 +31,15 @@ same wav files, whatever ``--workers`` is.
 
 Examples
 --------
-Training set for one soundfont (what the shipped model's card lists)::
+Training set for one soundfont (the shipped model used all three; see its MODEL_CARD.md)::
 
     python scripts/render_trainset.py --soundfonts FluidR3_GM --per-class 200 --seed 0 \\
-        --out work_data/render/train/fluidr3
+        --mix-share 0.4 --workers 2 --out work_data/render/train/fluidr3gm
 
-Held-out test clips (another seed), half solo and half mixtures::
+Held-out test clips (another seed), about half solo and half mixtures::
 
-    python scripts/render_trainset.py --soundfonts TimGM6mb --per-class 40 --mix-share 0.5 \\
-        --seed 1000 --out work_data/render/test/timgm6mb
+    python scripts/render_trainset.py --soundfonts TimGM6mb --per-class 40 --seed 1000 \\
+        --mix-share 0.5 --workers 2 --out work_data/render/test/timgm6mb
 """
 
 from __future__ import annotations

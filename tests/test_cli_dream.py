@@ -142,17 +142,34 @@ def test_several_outputs_need_a_folder(loop_copy, tmp_path):
     assert result.exit_code == 2 and "must be a folder" in result.output
 
 
-def test_sonify_command(loop_copy):
-    doc = json.loads(run("sonify", str(loop_copy), "-m", "debug", "-t", "violin", "--steps",
+def test_sonify_command(tmp_path):
+    short = tmp_path / "short.wav"
+    loop, rate = sf.read(LOOP, dtype="float32")
+    sf.write(short, loop[:2 * rate], rate)
+    doc = json.loads(run("sonify", str(short), "-m", "debug", "-t", "violin", "--steps",
                          "3", "--json").stdout)
     path = Path(doc["outputs"]["audio"])
-    assert path.name == "loop.sonify-violin.wav"
+    assert path.name == "short.sonify-violin.wav"
     audio, rate = sf.read(path)
-    assert rate == 16000 and audio.shape[0] == 3 * 8 * 16000
+    assert rate == 16000 and audio.shape[0] == 3 * 2 * 16000
     assert np.abs(audio).max() == pytest.approx(10 ** (-1 / 20), abs=1e-3)
-    layer = json.loads(run("sonify", str(loop_copy), "-m", "debug", "--layer", "conv2",
+    layer = json.loads(run("sonify", str(short), "-m", "debug", "--layer", "conv2",
                            "--json").stdout)
-    assert Path(layer["outputs"]["audio"]).name == "loop.sonify-layer-conv2.wav"
+    assert Path(layer["outputs"]["audio"]).name == "short.sonify-layer-conv2.wav"
+
+
+def test_cli_defaults_match_the_library():
+    import inspect
+
+    import dreamsound.cli as cli
+    from dreamsound.dream import dream
+
+    library = inspect.signature(dream).parameters
+    command = inspect.signature(cli.dream).parameters
+    for name in ("steps", "step_size", "normalize", "smooth", "gl_iterations", "mask_threshold",
+                 "octaves", "octave_scale", "jitter", "seed", "domain", "rule", "until_rendered",
+                 "distance_weight"):
+        assert command[name].default == library[name].default, name
 
 
 def test_dream_help_lists_metric_definitions():
