@@ -732,7 +732,12 @@ def _check_dream_options(options: Mapping[str, Any] | None, *, threshold: float,
 
     from dreamsound.dream import DreamSettings, dream
 
-    options = dict(options or {})
+    # The experiment judges the audio as written, so by default a dream only stops once the
+    # rendered file (re-analysed) reaches the threshold too, with finer spectrogram steps
+    # (0.1 dB) that land closer to the original.
+    options = {"until_rendered": True, **(options or {})}
+    if options.get("domain", "spectrogram") == "spectrogram":
+        options.setdefault("step_size", 0.1)
     accepted = set(inspect.signature(dream).parameters) - {"audio", *_OWN_DREAM_ARGS}
     unknown = sorted(set(options) - accepted)
     if unknown:

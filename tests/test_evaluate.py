@@ -479,7 +479,7 @@ def test_dream_options_reach_the_engine_and_bad_ones_fail_at_once(train_dir: Pat
                                       "--step-size", "0.02", "-o", str(out), "-q", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "run.json").read_text())["dream_options"] == {
-        "domain": "waveform", "step_size": 0.02}
+        "domain": "waveform", "step_size": 0.02, "until_rendered": True}
     assert "--domain waveform --step-size 0.02" in (out / "report.md").read_text()
     from dreamsound.errors import DreamsoundError
 
