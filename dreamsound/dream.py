@@ -574,7 +574,8 @@ def normalize_gradient(gradient: torch.Tensor, how: str, *, rows: int | None = N
     """``g / mean|g|`` (``"mean"``) or ``g / max|g|`` (``"max"``).
 
     ``rows``: take the statistic over the first ``rows`` entries of the first axis only (the
-    frames that may change), so the mean step over those is exactly 1.
+    frames that may change), so the mean step over those is 1 (slightly less where ``"mean"``
+    clips an element at :data:`MAX_ELEMENT_STEP`).
 
     Raises :class:`DreamsoundError` for a non-finite or all-zero gradient (nothing to follow).
     """
@@ -589,7 +590,17 @@ def normalize_gradient(gradient: torch.Tensor, how: str, *, rows: int | None = N
         raise DreamsoundError("the gradient is zero everywhere: nothing to ascend. A silent input "
                               "has no gradient in the waveform domain; use --domain spectrogram "
                               "or start from noise (noise:3s)")
-    return gradient / scale
+    normalized = gradient / scale
+    if how == "mean":
+        # A gradient concentrated on a few bins would move them by hundreds of dB within a few
+        # steps (until exp() of the log-mel overflows on rendering); no element may move more
+        # than MAX_ELEMENT_STEP mean steps at once.
+        normalized = normalized.clamp(-MAX_ELEMENT_STEP, MAX_ELEMENT_STEP)
+    return normalized
+
+
+#: Largest change of one element per step, in units of the mean step (``normalize="mean"``).
+MAX_ELEMENT_STEP = 8.0
 
 
 # ---------------------------------------------------------------------------------------------

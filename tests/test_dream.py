@@ -507,3 +507,17 @@ def test_public_api_is_callable_after_submodule_import(debug_model):
     result = dreamsound.dream("noise:1s", model=debug_model, target="violin", steps=1)
     assert isinstance(result, DreamResult)
     assert dreamsound.sonify("noise:1s", model=debug_model, target="violin").audio.size == 16000
+
+
+def test_mean_normalisation_bounds_every_element():
+    # One bin holding nearly all of the gradient must not move by hundreds of dB in one step
+    # (that overflowed exp() on rendering: NaN audio).
+    import torch
+
+    from dreamsound.dream import MAX_ELEMENT_STEP, normalize_gradient
+
+    gradient = torch.full((50, 20), 1e-6)
+    gradient[10, 5] = 1.0
+    step = normalize_gradient(gradient, "mean")
+    assert float(step.abs().max()) == MAX_ELEMENT_STEP
+    assert torch.all(step > 0)
