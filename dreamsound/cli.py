@@ -292,6 +292,15 @@ def _print_outputs(outputs: dict) -> None:
         for item in (path if isinstance(path, list) else [path]):
             out_console.print(f"wrote {key}: {item}", soft_wrap=True, highlight=False)
 
+def _input_target_jobs(inputs: list[str], target: list[str] | None, layer: str | None
+                       ) -> list[tuple[str, str | None, str]]:
+    """Every (input, target, progress label) of a dream/sonify call: inputs x targets."""
+    if layer is not None and target:
+        raise DreamsoundError("give --target or --layer, not both")
+    targets: list[str | None] = list(target) if target else [None]
+    return [(source, wanted, f"{Path(source).name} → {wanted or layer or 'top class'}")
+            for source in inputs for wanted in targets]
+
 
 @app.command(epilog=_metric_help())
 def dream(
@@ -364,34 +373,30 @@ def dream(
     from dreamsound.dream import dream_name, output_stem, save_dream
     from dreamsound.models.registry import load_model
 
-    targets: list[str | None] = list(target) if target else [None]
-    if layer is not None and target:
-        raise DreamsoundError("give --target or --layer, not both")
+    jobs = _input_target_jobs(inputs, target, layer)
     net = load_model(model, weights, device)
-    several = len(inputs) * len(targets) > 1
+    several = len(jobs) > 1
     reports = []
-    for source in inputs:
-        for wanted in targets:
-            label = f"{Path(source).name} → {wanted or layer or 'top class'}"
-            with progress_bar(label, quiet=quiet or as_json) as update:
-                result = run_dream(
-                    source, model=net, target=wanted, layer=layer, channel=channel,
-                    domain=domain, rule=rule, flip=flip, target_sound=target_sound, steps=steps,
-                    step_size=step_size, normalize=normalize, until=until,
-                    max_rmse_db=max_rmse_db, distance_weight=distance_weight, octaves=octaves,
-                    octave_scale=octave_scale, jitter=jitter, seed=seed,
-                    mask_threshold=mask_threshold, gl_iterations=gl_iterations,
-                    limit=not no_limit, snapshot_every=save_every, smooth=smooth,
-                    until_rendered=until_rendered,
-                    progress=lambda step, total, _info, update=update: update(step, total))
-            stem = output_stem(result.report["input"], dream_name(result, query=wanted), out,
-                               several=several)
-            save_dream(result, stem, plot=plot, inputs=[target_sound] if target_sound else [],
-                       model=net)
-            reports.append(result.report)
-            if not as_json:
-                out_console.print(_dream_table(result.report))
-                _print_outputs(result.report["outputs"])
+    for source, wanted, label in jobs:
+        with progress_bar(label, quiet=quiet or as_json) as update:
+            result = run_dream(
+                source, model=net, target=wanted, layer=layer, channel=channel,
+                domain=domain, rule=rule, flip=flip, target_sound=target_sound, steps=steps,
+                step_size=step_size, normalize=normalize, until=until,
+                max_rmse_db=max_rmse_db, distance_weight=distance_weight, octaves=octaves,
+                octave_scale=octave_scale, jitter=jitter, seed=seed,
+                mask_threshold=mask_threshold, gl_iterations=gl_iterations,
+                limit=not no_limit, snapshot_every=save_every, smooth=smooth,
+                until_rendered=until_rendered,
+                progress=lambda step, total, _info, update=update: update(step, total))
+        stem = output_stem(result.report["input"], dream_name(result, query=wanted), out,
+                           several=several)
+        save_dream(result, stem, plot=plot, inputs=[target_sound] if target_sound else [],
+                   model=net)
+        reports.append(result.report)
+        if not as_json:
+            out_console.print(_dream_table(result.report))
+            _print_outputs(result.report["outputs"])
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
 
@@ -428,36 +433,32 @@ def sonify(
     from dreamsound.models.registry import load_model
     from dreamsound.sonify import sonify as run_sonify
 
-    targets: list[str | None] = list(target) if target else [None]
-    if layer is not None and target:
-        raise DreamsoundError("give --target or --layer, not both")
+    jobs = _input_target_jobs(inputs, target, layer)
     net = load_model(model, weights, device)
-    several = len(inputs) * len(targets) > 1
+    several = len(jobs) > 1
     reports = []
-    for source in inputs:
-        for wanted in targets:
-            label = f"{Path(source).name} → {wanted or layer or 'top class'}"
-            with progress_bar(label, quiet=quiet or as_json) as update:
-                result = run_sonify(
-                    source, model=net, target=wanted, layer=layer, channel=channel, steps=steps,
-                    domain=domain, step_size=step_size, normalize=normalize, seed=seed,
-                    progress=lambda step, total, _info, update=update: update(step, total))
-            naming = {"layer": layer, "channel": channel, "domain": "spectrogram",
-                      "targets": [{"name": result.report["target"] or ""}]}
-            name = dream_name(naming, query=wanted).replace("dream-", "sonify-", 1)
-            if domain == "waveform":
-                name += "-waveform"
-            stem = output_stem(result.report["input"], name, out, several=several)
-            path = save_audio(stem.with_name(stem.name + ".wav"), result.audio,
-                              result.sample_rate,
-                              inputs=[result.input_path] if result.input_path else [])
-            result.report["outputs"] = {"audio": str(path)}
-            reports.append(result.report)
-            if not as_json:
-                what = result.report["target"] or f"layer {layer}"
-                out_console.print(f"wrote {path} ({what}, {result.report['steps']} step(s), "
-                                  f"{result.report['duration_s']:.1f} s)", soft_wrap=True,
-                                  highlight=False)
+    for source, wanted, label in jobs:
+        with progress_bar(label, quiet=quiet or as_json) as update:
+            result = run_sonify(
+                source, model=net, target=wanted, layer=layer, channel=channel, steps=steps,
+                domain=domain, step_size=step_size, normalize=normalize, seed=seed,
+                progress=lambda step, total, _info, update=update: update(step, total))
+        naming = {"layer": layer, "channel": channel, "domain": "spectrogram",
+                  "targets": [{"name": result.report["target"] or ""}]}
+        name = dream_name(naming, query=wanted).replace("dream-", "sonify-", 1)
+        if domain == "waveform":
+            name += "-waveform"
+        stem = output_stem(result.report["input"], name, out, several=several)
+        path = save_audio(stem.with_name(stem.name + ".wav"), result.audio,
+                          result.sample_rate,
+                          inputs=[result.input_path] if result.input_path else [])
+        result.report["outputs"] = {"audio": str(path)}
+        reports.append(result.report)
+        if not as_json:
+            what = result.report["target"] or f"layer {layer}"
+            out_console.print(f"wrote {path} ({what}, {result.report['steps']} step(s), "
+                              f"{result.report['duration_s']:.1f} s)", soft_wrap=True,
+                              highlight=False)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
 
