@@ -792,6 +792,14 @@ class _Engine:
                       - metrics.mel_db(reference, log_offset=self.log_offset))
         return difference.square().mean()
 
+    def _gradient(self, total: torch.Tensor, current: torch.Tensor, step: int) -> torch.Tensor:
+        """d total / d current (detached), shown to the ``on_gradient`` callback."""
+        (gradient,) = torch.autograd.grad(total, current)
+        gradient = gradient.detach()
+        if self.on_gradient is not None:
+            self.on_gradient(step, gradient)
+        return gradient
+
     def _rmse(self, log_mel: torch.Tensor, reference: torch.Tensor) -> float:
         return metrics.rmse_db(log_mel, reference, log_offset=self.log_offset)
 
@@ -850,11 +858,9 @@ class _Engine:
                 total = value
                 if s.distance_weight > 0:
                     total = value - s.distance_weight * self._distance_penalty(current, base)
-                (gradient,) = torch.autograd.grad(total, current)
+                gradient = self._gradient(total, current, done + 1)
                 if first_gradient is None:
-                    first_gradient = gradient.detach().clone()
-                if self.on_gradient is not None:
-                    self.on_gradient(done + 1, gradient.detach())
+                    first_gradient = gradient.clone()
                 with torch.no_grad():
                     # Frames made only of the end padding cannot be rendered (the audio stops
                     # at the input's length): leave them alone.
@@ -952,11 +958,9 @@ class _Engine:
                 unrolled = log_mel if not shift else self.model.log_mel(current)
                 total = value - s.distance_weight * self._distance_penalty(unrolled,
                                                                            original_log_mel)
-            (gradient,) = torch.autograd.grad(total, current)
+            gradient = self._gradient(total, current, done + 1)
             if first_gradient is None:
-                first_gradient = gradient.detach().clone()
-            if self.on_gradient is not None:
-                self.on_gradient(done + 1, gradient.detach())
+                first_gradient = gradient.clone()
             with torch.no_grad():
                 updated = waveform_update(current.detach(), normalize_gradient(gradient,
                                                                                s.normalize),

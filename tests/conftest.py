@@ -42,6 +42,14 @@ def golden(shared: Path):
     return np.load(shared / "golden" / "yamnet_reference.npz")
 
 
+@pytest.fixture(scope="session")
+def debug_model():
+    """The tiny random offline model (same weights on every machine)."""
+    from dreamsound.models.registry import load_model
+
+    return load_model("debug", device="cpu")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

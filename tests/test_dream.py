@@ -33,14 +33,8 @@ from dreamsound.dream import (
     waveform_update,
 )
 from dreamsound.errors import AudioError, DreamsoundError, OutputError, TargetError
-from dreamsound.models.registry import load_model
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def debug_model():
-    return load_model("debug", device="cpu")
 
 
 @pytest.fixture

@@ -7,16 +7,10 @@ import pytest
 import torch
 
 from dreamsound.errors import DreamsoundError
-from dreamsound.models.registry import load_model
 from dreamsound.sonify import _bands_to_bins, gradient_to_audio, sonify
 
 SR = 16000
 PEAK = 10 ** (-1 / 20)
-
-
-@pytest.fixture(scope="module")
-def debug_model():
-    return load_model("debug", device="cpu")
 
 
 @pytest.fixture
