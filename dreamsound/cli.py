@@ -350,6 +350,9 @@ def dream(
         "fraction of the maximum.")] = 0.1,
     gl_iterations: Annotated[int, typer.Option("--gl-iterations", min=0, help="Fast "
                                                "Griffin-Lim iterations when rendering.")] = 32,
+    fit_iterations: Annotated[int, typer.Option("--fit-iterations", min=0, help="Then steps "
+                                                "fitting the audio's log-mel to the dream's "
+                                                "(0: none).")] = 50,
     no_limit: Annotated[bool, typer.Option("--no-limit", help="Do not peak-limit the result "
                                            "to -1 dBFS.")] = False,
     save_every: Annotated[int | None, typer.Option(
@@ -386,8 +389,8 @@ def dream(
                 max_rmse_db=max_rmse_db, distance_weight=distance_weight, octaves=octaves,
                 octave_scale=octave_scale, jitter=jitter, seed=seed,
                 mask_threshold=mask_threshold, gl_iterations=gl_iterations,
-                limit=not no_limit, snapshot_every=save_every, smooth=smooth,
-                until_rendered=until_rendered,
+                fit_iterations=fit_iterations, limit=not no_limit, snapshot_every=save_every,
+                smooth=smooth, until_rendered=until_rendered,
                 progress=lambda step, total, _info, update=update: update(step, total))
         stem = output_stem(result.report["input"], dream_name(result, query=wanted), out,
                            several=several)

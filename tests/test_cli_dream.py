@@ -166,9 +166,9 @@ def test_cli_defaults_match_the_library():
 
     library = inspect.signature(dream).parameters
     command = inspect.signature(cli.dream).parameters
-    for name in ("steps", "step_size", "normalize", "smooth", "gl_iterations", "mask_threshold",
-                 "octaves", "octave_scale", "jitter", "seed", "domain", "rule", "until_rendered",
-                 "distance_weight"):
+    for name in ("steps", "step_size", "normalize", "smooth", "gl_iterations", "fit_iterations",
+                 "mask_threshold", "octaves", "octave_scale", "jitter", "seed", "domain", "rule",
+                 "until_rendered", "distance_weight"):
         assert command[name].default == library[name].default, name
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -327,6 +328,33 @@ def test_until_rendered_checks_the_audio(debug_model, chord):
     assert result.report["confidence_rendered"] >= goal  # what a listener gets meets the bar
     with pytest.raises(DreamsoundError, match="needs --until"):
         dream(chord, model=debug_model, target="flute", until_rendered=True, sample_rate=SR)
+
+
+def test_until_rendered_goes_on_from_a_rendering_that_fell_short(debug_model, chord,
+                                                                  monkeypatch):
+    free = dream(chord, model=debug_model, target="flute", steps=30, sample_rate=SR)
+    goal = free.report["confidence_before"] + 0.4 * (free.report["confidence_rendered"]
+                                                     - free.report["confidence_before"])
+    real_render = _Engine.render
+    calls: list[int] = []
+
+    def render_losing_the_first_dream(self, log_mel, reference, n):
+        calls.append(n)
+        if len(calls) == 1:  # this rendering carries none of the dream: the input comes back
+            return torch.from_numpy(chord).to(log_mel.device)
+        return real_render(self, log_mel, reference, n)
+
+    monkeypatch.setattr(_Engine, "render", render_losing_the_first_dream)
+    distances: list[float] = []
+    result = dream(chord, model=debug_model, target="flute", steps=60, until=goal,
+                   until_rendered=True, sample_rate=SR,
+                   progress=lambda _step, _total, info: distances.append(info["rmse_db"]))
+    assert len(calls) >= 2
+    # After the miss the dream restarted from the rendered sound (the input): its distance
+    # fell back from many steps' to one step's.
+    assert any(later < 0.5 * earlier for earlier, later in itertools.pairwise(distances))
+    assert result.report["stopped"] == "until"
+    assert result.report["confidence_rendered"] >= goal
 
 
 @pytest.mark.parametrize("domain", ["spectrogram", "waveform"])

@@ -347,6 +347,43 @@ def test_invert_without_reference_is_deterministic_and_close(front_end, music):
     assert error < log_mel_rmse_db(front_end, front_end.stft(no_iterations).abs(), log_mel) - 2.0
 
 
+def dream_like_edit(front_end: LogMelFrontEnd, music: torch.Tensor) -> torch.Tensor:
+    """The music's log-mel with smooth random +-3 dB plus +8 dB on 8 bands of 100 frames."""
+    log_mel = front_end(music)
+    generator = torch.Generator().manual_seed(3)
+    wobble = torch.randn(log_mel.shape[0] // 20 + 2, 8, generator=generator)
+    smooth = torch.nn.functional.interpolate(wobble[None, None], size=log_mel.shape,
+                                             mode="bilinear", align_corners=False)[0, 0]
+    edited = log_mel + smooth * (3 / 8.686)
+    edited[100:200, 30:38] += 8 / 8.686
+    return edited
+
+
+def test_fit_waveform_brings_the_rendering_closer_to_the_dream(front_end, music):
+    edited = dream_like_edit(front_end, music)
+    reachable = edited.clamp(min=math.log(YAMNET_LIKE.log_offset))  # no sound goes lower
+    n = music.shape[-1]
+    plain = front_end.invert(edited, reference_waveform=music, n_iter=32, length=n)
+    fitted = front_end.invert(edited, reference_waveform=music, n_iter=32, length=n,
+                              fit_iter=50)
+    assert fitted.shape == plain.shape and torch.isfinite(fitted).all()
+    assert not fitted.requires_grad
+
+    def error_db(waveform: torch.Tensor) -> float:
+        return float(((front_end(waveform) - reachable) * 20 / math.log(10)).square().mean().sqrt())
+
+    # Measured 1.21 -> 0.85 dB here.
+    assert error_db(fitted) < 0.8 * error_db(plain)
+
+
+def test_fit_waveform_leaves_an_exact_rendering_and_silence_alone(front_end, music):
+    log_mel = front_end(music)
+    fitted = front_end.fit_waveform(music, log_mel, n_iter=20)
+    assert float((fitted - music).norm() / music.norm()) < 0.01
+    silence = torch.zeros_like(music)
+    assert torch.equal(front_end.fit_waveform(silence, log_mel, n_iter=5), silence)
+
+
 def test_invert_rejects_a_reference_of_another_length(front_end, music):
     with pytest.raises(ValueError, match="frames"):
         front_end.invert(front_end(music), reference_waveform=music[:20000], n_iter=1)
