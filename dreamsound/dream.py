@@ -6,8 +6,12 @@ contract: front-end, class names, named layers) and two domains:
 ``spectrogram`` (default)
     Ascend on the model's own log-mel ``[T, F]``; render audio once at the end with
     :meth:`LogMelFrontEnd.invert <dreamsound.spectral.LogMelFrontEnd.invert>` (non-negative
-    mel -> linear solve keeping the original's fine structure, then fast Griffin-Lim started from
-    the original's phase). Cheap per step (no STFT in the loop) and precise in dB.
+    mel -> linear solve keeping the original's fine structure, fast Griffin-Lim started from
+    the original's phase, then a fit of each STFT bin's gain and phase to the dreamed log-mel).
+    Cheap per step (no STFT in the loop) and precise in dB. With ``until_rendered`` the audio
+    is rendered and re-analysed every few steps once the dream reaches ``until``; a rendering
+    that falls short becomes the new starting point (its log-mel and phase), so the dream never
+    drifts into spectrograms no sound can carry.
 ``waveform``
     Ascend on the samples through the differentiable front-end, as the original DreamSound did,
     with one of its update rules (``x`` the signal, ``g`` the normalised gradient, ``X``/``G``
