@@ -923,9 +923,9 @@ class _Engine:
     def _rendered_reaches(self, log_mel: torch.Tensor, wave: torch.Tensor, step: int) -> bool:
         """With ``until_rendered``: render the current dream (peak-limited like the output) and
         say whether *its* confidence reaches ``until``; the render is kept for the result, or
-        as :attr:`short_render` when it falls short. Rendering costs one Griffin-Lim run, so
-        after a miss the next check waits :data:`UNTIL_RENDERED_EVERY` steps. Without
-        ``until_rendered``: always True."""
+        as :attr:`short_render` when it falls short. Rendering costs a Griffin-Lim run and a
+        log-mel fit, so after a miss the next check waits :data:`UNTIL_RENDERED_EVERY` steps.
+        Without ``until_rendered``: always True."""
         s = self.settings
         if not s.until_rendered:
             return True

@@ -197,7 +197,8 @@ def sonify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEF
     # exactly `steps` gradients (the first at the original sound).
     result = dream(audio, model=net, target=target, layer=layer, channel=channel, domain=domain,
                    steps=steps, step_size=step_size, normalize=normalize, seed=seed,
-                   sample_rate=sample_rate, gl_iterations=0, progress=progress,
+                   sample_rate=sample_rate, gl_iterations=0, fit_iterations=0,
+                   progress=progress,
                    on_gradient=keep)
     reference = None if float(np.max(np.abs(result.original), initial=0.0)) == 0.0 else \
         torch.from_numpy(result.original).to(net.device)
