@@ -70,6 +70,7 @@ from scipy.signal import resample_poly
 log = logging.getLogger("render_trainset")
 
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
+TIMIDITY_DIR = Path("/etc/timidity")  # patch-set configurations (freepats.cfg)
 DEFAULT_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
 
 SAMPLE_RATE = 44100  # IRMAS excerpts are 44.1 kHz, 16-bit stereo
@@ -113,6 +114,16 @@ CLASS_VOICES: dict[str, tuple[Voice, ...]] = {
     "tru": (Voice(56, 54, 82),),                                   # F#3-Bb5
     "vio": (Voice(40, 55, 93),),                                   # G3-A6
     "voi": (Voice(52, 48, 77, 1.5), Voice(53, 48, 77)),            # choir aahs, voice oohs
+}
+# Related programs: other recordings of the same family, played in the class's own range, so a
+# class is more than one sample set (--related-programs; never used for test sets).
+RELATED_VOICES: dict[str, tuple[Voice, ...]] = {
+    "cel": (Voice(41, 48, 76), Voice(43, 36, 60)),                 # viola, contrabass
+    "vio": (Voice(41, 55, 84), Voice(110, 55, 93)),                # viola, fiddle
+    "flu": (Voice(72, 72, 96), Voice(74, 60, 96), Voice(75, 60, 93)),  # piccolo, recorder, pan
+    "tru": (Voice(59, 54, 82), Voice(57, 54, 77), Voice(60, 54, 77)),  # muted, trombone, horn
+    "voi": (Voice(54, 48, 77),),                                   # synth voice
+    "pia": (Voice(3, 33, 100),),                                   # honky-tonk
 }
 POLYPHONIC = {"pia", "gac", "gel", "org"}
 # Sustained instruments get vibrato (modulation wheel) and expression swells.
@@ -720,7 +731,7 @@ def clip_rng(seed: int, soundfont: str, code: str, index: int, stream: int = 0
 
 
 def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float,
-              timbre_variation: float = 0.0) -> ClipPlan:
+              timbre_variation: float = 0.0, related_programs: float = 0.0) -> ClipPlan:
     """Plan one clip. ``timbre_variation``: probability that the clip is formant-shifted and,
     separately, that each of its pitched parts gets random generator offsets (:func:`vary_timbre`);
     0 leaves the clip exactly as without the option."""
@@ -732,6 +743,9 @@ def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float
     song = make_song(rng)
     kind = "mix" if rng.random() < mix_share else "solo"
     voice = pick_voice(rng, CLASS_VOICES[code])
+    if related_programs > 0 and code in RELATED_VOICES and \
+            timbre_rng.random() < related_programs:
+        voice = pick_voice(timbre_rng, RELATED_VOICES[code])
     target = MidiWriter(0.0, transpose=shift)
     target.reset_all()
     style = instrument_part(target, rng, song, code, voice, 0,
@@ -821,9 +835,48 @@ def to_pcm16(stereo: np.ndarray, peak_dbfs: float) -> np.ndarray:
     return np.clip(np.round(scaled * 32767.0), -32768, 32767).astype(np.int16)
 
 
-def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, fluidsynth: str,
+# A GUS patch set (TiMidity++ configuration) lacks some GM programs; these stand in (same family).
+PATCH_FALLBACKS = {1: 0, 2: 0, 3: 0, 17: 16, 18: 16, 20: 19, 41: 40, 43: 42, 49: 48, 52: 53,
+                   54: 53, 110: 40}
+
+
+def timidity_config(source: Path) -> str:
+    """A TiMidity++ configuration: ``source`` plus bank-0 entries for the programs it lacks,
+    taken from their :data:`PATCH_FALLBACKS` (TiMidity++ would otherwise play them silently)."""
+    patches: dict[int, str] = {}
+    section = None
+    for line in source.read_text().splitlines():
+        words = line.split("#")[0].split()
+        if len(words) >= 2 and words[0] in ("bank", "drumset"):
+            section = (words[0], words[1])
+        elif len(words) >= 2 and section == ("bank", "0") and words[0].isdigit():
+            patches[int(words[0])] = " ".join(words[1:])
+    lines = [f"source {source}", "bank 0"]
+    for program, stand_in in sorted(PATCH_FALLBACKS.items()):
+        if program not in patches and stand_in in patches:
+            lines.append(f"{program} {patches[stand_in]}")
+    return "\n".join(lines) + "\n"
+
+
+def synth_command(synth: str, soundfont: Path, midi_path: Path, wav_path: Path, gain: float
+                  ) -> list[str]:
+    """The command that renders ``midi_path`` to a 44.1 kHz stereo wav: fluidsynth for a
+    SoundFont, TiMidity++ for a patch-set configuration (``.cfg``, e.g. freepats), which the
+    caller has written next to the MIDI file as ``patches.cfg``."""
+    if soundfont.suffix == ".cfg":
+        # --preserve-silence: the slots are found by time, so leading silence must stay.
+        return [synth, "-c", str(midi_path.with_name("patches.cfg")), "--preserve-silence",
+                "-Ow", "--output-24bit", "--output-stereo", "-s", str(SAMPLE_RATE),
+                "-A", str(round(gain * 100)), "-o", str(wav_path), str(midi_path)]
+    return [synth, "-ni", "-q", "-F", str(wav_path), "-T", "wav", "-O", "float",
+            "-r", str(SAMPLE_RATE), "-g", str(gain), "-o", "synth.cpu-cores=1",
+            str(soundfont), str(midi_path)]
+
+
+def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: str,
                  gain: float) -> list[dict]:
-    """Render a batch of clips with one fluidsynth process; write the wavs; return manifest rows."""
+    """Render a batch of clips with one synthesiser process (``synth``: the fluidsynth or
+    timidity executable); write the wavs; return manifest rows."""
     events: list[MidiEvent] = []
     slots: list[tuple[int, int | None]] = []
     n_slot = 0
@@ -844,12 +897,13 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, fluidsyn
     with tempfile.TemporaryDirectory(prefix="dreamsound-render-") as tmp:
         midi_path, wav_path = Path(tmp) / "batch.mid", Path(tmp) / "batch.wav"
         midi_path.write_bytes(midi_file_bytes(events))
-        cmd = [fluidsynth, "-ni", "-q", "-F", str(wav_path), "-T", "wav", "-O", "float",
-               "-r", str(SAMPLE_RATE), "-g", str(gain), "-o", "synth.cpu-cores=1",
-               str(soundfont), str(midi_path)]
+        if soundfont.suffix == ".cfg":
+            (Path(tmp) / "patches.cfg").write_text(timidity_config(soundfont))
+        cmd = synth_command(synth, soundfont, midi_path, wav_path, gain)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not wav_path.is_file():
-            raise RuntimeError(f"fluidsynth failed ({done.returncode}): {done.stderr.strip()}")
+            raise RuntimeError(f"{Path(synth).name} failed ({done.returncode}): "
+                               f"{done.stderr.strip()}")
         audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
     assert rate == SAMPLE_RATE
     n_clip = round(CLIP_S * SAMPLE_RATE)
@@ -890,10 +944,13 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, fluidsyn
 
 
 def find_soundfont(name: str) -> Path:
+    """A SoundFont by name or path, or a TiMidity++ patch set: ``freepats`` (Debian's
+    ``freepats`` package) or a ``.cfg`` path."""
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    for candidate in (SOUNDFONT_DIR / name, SOUNDFONT_DIR / f"{name}.sf2"):
+    for candidate in (SOUNDFONT_DIR / name, SOUNDFONT_DIR / f"{name}.sf2",
+                      TIMIDITY_DIR / f"{name}.cfg"):
         if candidate.is_file():
             return candidate
     raise SystemExit(f"error: soundfont {name!r} not found (looked in {SOUNDFONT_DIR}); install "
@@ -902,17 +959,21 @@ def find_soundfont(name: str) -> Path:
 
 def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, mix_share: float,
            workers: int, classes: Sequence[str] = CLASS_CODES, gain: float = 0.5,
-           timbre_variation: float = 0.0, progress: bool = True) -> list[dict]:
+           timbre_variation: float = 0.0, related_programs: float = 0.0,
+           progress: bool = True) -> list[dict]:
     """Render ``per_class`` clips of every class through every soundfont into ``out``."""
-    fluidsynth = shutil.which("fluidsynth")
-    if fluidsynth is None:
-        raise SystemExit("error: the `fluidsynth` command is not on PATH (apt install fluidsynth)")
     fonts = [find_soundfont(s) for s in soundfonts]
+    synths = {}
+    for font in fonts:
+        name = "timidity" if font.suffix == ".cfg" else "fluidsynth"
+        synths[font] = shutil.which(name)
+        if synths[font] is None:
+            raise SystemExit(f"error: the `{name}` command is not on PATH (apt install {name})")
     jobs = []
     for font in fonts:
         key = soundfont_key(font)
         for code in classes:
-            plans = [plan_clip(seed, key, code, i, mix_share, timbre_variation)
+            plans = [plan_clip(seed, key, code, i, mix_share, timbre_variation, related_programs)
                      for i in range(per_class)]
             stems = 0
             batch: list[ClipPlan] = []
@@ -929,7 +990,7 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
     started = time.perf_counter()
     total = sum(len(b) for b, _ in jobs)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(render_batch, batch, font, out, fluidsynth, gain)
+        futures = [pool.submit(render_batch, batch, font, out, synths[font], gain)
                    for batch, font in jobs]
         for future in as_completed(futures):
             rows += future.result()
@@ -983,6 +1044,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timbre-variation", type=float, default=0.0, metavar="P",
                         help="probability of a formant shift per clip and of random SoundFont "
                         "generator offsets (filter, envelope, vibrato) per part (default 0)")
+    parser.add_argument("--related-programs", type=float, default=0.0, metavar="P",
+                        help="probability that a clip of cello, violin, flute, trumpet, voice or "
+                        "piano plays a related program instead (viola, fiddle, recorder, ...; "
+                        "default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     if args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0 \
@@ -992,6 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = render(args.out, soundfonts=args.soundfonts, per_class=args.per_class, seed=args.seed,
                   mix_share=args.mix_share, workers=args.workers, classes=args.classes,
                   gain=args.gain, timbre_variation=args.timbre_variation,
+                  related_programs=args.related_programs,
                   progress=not args.quiet)
     n_mix = sum(r["kind"] == "mix" for r in rows)
     print(f"rendered {len(rows)} clips ({len(rows) - n_mix} solo, {n_mix} mixtures) into "
