@@ -29,6 +29,11 @@ Determinism: each clip's MIDI comes from a random generator seeded by (seed, sou
 index), so the same options give the same MIDI and -- fluidsynth being sample-deterministic -- the
 same wav files, whatever ``--workers`` is.
 
+A fourth, independent sample set: ``--soundfonts freepats`` renders through the GUS patches of
+Debian's ``freepats`` package with the ``timidity`` (TiMidity++) synthesiser instead (programs the
+set lacks are played by a patch of the same family, see ``PATCH_FALLBACKS``). TiMidity++ is not
+sample-deterministic for every patch: the flute differs between runs at about -28 dB.
+
 Examples
 --------
 Training set for one soundfont (the shipped model used all three; see its MODEL_CARD.md)::
@@ -48,7 +53,6 @@ import argparse
 import csv
 import io
 import logging
-import math
 import os
 import shutil
 import struct
@@ -60,12 +64,10 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 log = logging.getLogger("render_trainset")
 
@@ -114,16 +116,6 @@ CLASS_VOICES: dict[str, tuple[Voice, ...]] = {
     "tru": (Voice(56, 54, 82),),                                   # F#3-Bb5
     "vio": (Voice(40, 55, 93),),                                   # G3-A6
     "voi": (Voice(52, 48, 77, 1.5), Voice(53, 48, 77)),            # choir aahs, voice oohs
-}
-# Related programs: other recordings of the same family, played in the class's own range, so a
-# class is more than one sample set (--related-programs; never used for test sets).
-RELATED_VOICES: dict[str, tuple[Voice, ...]] = {
-    "cel": (Voice(41, 48, 76), Voice(43, 36, 60)),                 # viola, contrabass
-    "vio": (Voice(41, 55, 84), Voice(110, 55, 93)),                # viola, fiddle
-    "flu": (Voice(72, 72, 96), Voice(74, 60, 96), Voice(75, 60, 93)),  # piccolo, recorder, pan
-    "tru": (Voice(59, 54, 82), Voice(57, 54, 77), Voice(60, 54, 77)),  # muted, trombone, horn
-    "voi": (Voice(54, 48, 77),),                                   # synth voice
-    "pia": (Voice(3, 33, 100),),                                   # honky-tonk
 }
 POLYPHONIC = {"pia", "gac", "gel", "org"}
 # Sustained instruments get vibrato (modulation wheel) and expression swells.
@@ -192,9 +184,8 @@ def midi_file_bytes(events: Sequence[MidiEvent]) -> bytes:
 class MidiWriter:
     """Collects events in seconds for one stem, placed at a slot offset in the batch file."""
 
-    def __init__(self, offset_s: float, transpose: int = 0):
+    def __init__(self, offset_s: float):
         self.offset_s = offset_s
-        self.transpose = transpose  # semitones added to every pitched (non-drum) note
         self.events: list[MidiEvent] = []
 
     def _tick(self, t: float) -> int:
@@ -208,8 +199,6 @@ class MidiWriter:
         self.events.append(MidiEvent(self._tick(t), 1, bytes([0xC0 | channel, program])))
 
     def note(self, start: float, duration: float, channel: int, pitch: int, velocity: int) -> None:
-        if channel != DRUM_CHANNEL:
-            pitch += self.transpose
         if not 0 <= pitch <= 127 or start >= MUSIC_S:
             return
         end = min(start + max(duration, 0.03), MUSIC_S)
@@ -217,14 +206,6 @@ class MidiWriter:
         on, off = bytes([0x90 | channel, pitch, velocity]), bytes([0x80 | channel, pitch, 0])
         self.events.append(MidiEvent(self._tick(start), 3, on))
         self.events.append(MidiEvent(self._tick(end), 2, off))
-
-    def generator_offset(self, t: float, channel: int, generator: Generator, offset: float) -> None:
-        """Add ``offset`` (the generator's own units) to a SoundFont generator of every voice on
-        ``channel``: SF2.01 NRPN (MSB 120, LSB = generator number, 14-bit data centred on 8192
-        in steps of ``generator.step`` units), which fluidsynth implements."""
-        data = int(np.clip(8192 + round(offset / generator.step), 0, 16383))
-        for number, value in ((99, 120), (98, generator.number), (38, data & 0x7F), (6, data >> 7)):
-            self.control(t, channel, number, value)
 
     def reset_all(self) -> None:
         """All Sound Off + Reset All Controllers on every channel at the slot start."""
@@ -322,54 +303,6 @@ def articulation(rng: np.random.Generator) -> tuple[str, float]:
     factor = {"legato": rng.uniform(0.95, 1.05), "normal": rng.uniform(0.75, 0.9),
               "staccato": rng.uniform(0.3, 0.55)}[name]
     return name, float(factor)
-
-
-@dataclass(frozen=True)
-class Generator:
-    """A SoundFont 2 generator: its number and the units one NRPN data step stands for."""
-
-    number: int
-    step: float
-
-
-# SF2.01 section 8.1.3 numbers; steps as the spec's NRPN table (and fluidsynth) scale them.
-VIB_LFO_TO_PITCH = Generator(6, 2.0)     # cents
-FILTER_CUTOFF = Generator(8, 2.0)        # cents
-FILTER_Q = Generator(9, 1.0)             # centibels
-VOL_ATTACK = Generator(34, 2.0)          # timecents (1200 = doubling)
-VOL_DECAY = Generator(36, 2.0)           # timecents
-VOL_SUSTAIN = Generator(37, 1.0)         # centibels of attenuation
-VOL_RELEASE = Generator(38, 2.0)         # timecents
-FORMANT_SHIFTS = (-3, -2, -1, 1, 2, 3)   # semitones (see ClipPlan.formant_shift)
-
-
-def vary_timbre(midi: MidiWriter, rng: np.random.Generator, channel: int, *,
-                sustained: bool) -> str:
-    """Random offsets to one channel's SoundFont generators: a brighter or darker, more or less
-    resonant filter, a slower or faster attack, decay and release, a lower or higher sustain,
-    extra vibrato. Each group is drawn with probability 1/2. The two small soundfonts share
-    most of their samples, so a model trained on them hears essentially one sample set per
-    instrument; these offsets make one sample set sound like many players and instruments.
-    Returns a compact description for the manifest ("" when nothing was drawn)."""
-    parts = []
-    if rng.random() < 0.5:
-        cutoff, q = float(rng.uniform(-3000, 0)), float(rng.uniform(0, 100))
-        midi.generator_offset(0.0, channel, FILTER_CUTOFF, cutoff)
-        midi.generator_offset(0.0, channel, FILTER_Q, q)
-        parts.append(f"fc{cutoff:+.0f}c q{q:.0f}cB")
-    if rng.random() < 0.5:
-        attack = float(rng.uniform(0, 5000)) if sustained and rng.random() < 0.5 else 0.0
-        decay, sustain = float(rng.uniform(-2400, 2400)), float(rng.uniform(-300, 300))
-        release = float(rng.uniform(-1200, 3600))
-        for generator, value in ((VOL_ATTACK, attack), (VOL_DECAY, decay),
-                                 (VOL_SUSTAIN, sustain), (VOL_RELEASE, release)):
-            midi.generator_offset(0.0, channel, generator, value)
-        parts.append(f"att{attack:+.0f} dec{decay:+.0f} rel{release:+.0f}tc sus{sustain:+.0f}cB")
-    if sustained and rng.random() < 0.3:
-        depth = float(rng.uniform(10, 40))
-        midi.generator_offset(0.0, channel, VIB_LFO_TO_PITCH, depth)
-        parts.append(f"vib{depth:.0f}c")
-    return " ".join(parts)
 
 
 def melody(midi: MidiWriter, rng: np.random.Generator, song: Song, channel: int, low: int,
@@ -705,8 +638,6 @@ class ClipPlan:
     crop_s: float
     snr_db: float | None
     peak_dbfs: float
-    formant_shift: int = 0      # semitones the resonances move down (0: none)
-    timbre: str = ""            # generator offsets drawn by vary_timbre, per channel
 
     @property
     def filename(self) -> str:
@@ -720,33 +651,18 @@ def soundfont_key(path: Path) -> str:
     return "".join(ch for ch in path.stem.lower() if ch.isalnum())
 
 
-def clip_rng(seed: int, soundfont: str, code: str, index: int, stream: int = 0
-             ) -> np.random.Generator:
-    """The clip's own generator: independent of how many clips or workers there are. ``stream``
-    1 is the timbre variation's, kept apart so that turning it on changes nothing else."""
+def clip_rng(seed: int, soundfont: str, code: str, index: int) -> np.random.Generator:
+    """The clip's own generator: independent of how many clips or workers there are."""
     key = [seed, zlib.crc32(soundfont.encode()), CLASS_CODES.index(code), index]
-    if stream:
-        key.append(stream)
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
-def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float,
-              timbre_variation: float = 0.0, related_programs: float = 0.0) -> ClipPlan:
-    """Plan one clip. ``timbre_variation``: probability that the clip is formant-shifted and,
-    separately, that each of its pitched parts gets random generator offsets (:func:`vary_timbre`);
-    0 leaves the clip exactly as without the option."""
+def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float) -> ClipPlan:
     rng = clip_rng(seed, soundfont, code, index)
-    timbre_rng = clip_rng(seed, soundfont, code, index, stream=1)
-    shift = 0
-    if timbre_variation > 0 and timbre_rng.random() < timbre_variation:
-        shift = int(timbre_rng.choice(FORMANT_SHIFTS))
     song = make_song(rng)
     kind = "mix" if rng.random() < mix_share else "solo"
     voice = pick_voice(rng, CLASS_VOICES[code])
-    if related_programs > 0 and code in RELATED_VOICES and \
-            timbre_rng.random() < related_programs:
-        voice = pick_voice(timbre_rng, RELATED_VOICES[code])
-    target = MidiWriter(0.0, transpose=shift)
+    target = MidiWriter(0.0)
     target.reset_all()
     style = instrument_part(target, rng, song, code, voice, 0,
                             velocity=float(rng.uniform(60, 110)), lead=True)
@@ -755,7 +671,7 @@ def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float
     has_drums = False
     snr_db = None
     if kind == "mix":
-        accomp = MidiWriter(0.0, transpose=shift)
+        accomp = MidiWriter(0.0)
         accomp.reset_all()
         parts = []
         # A chordal or second instrument from another class (or strings / e-piano) ...
@@ -795,28 +711,11 @@ def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float
         snr_db = float(rng.uniform(2.0, 10.0))
     genre = (str(rng.choice(GENRES_WITH_DRUMS)) if has_drums else
              str(rng.choice(["cla", "cla", "cou_fol", "jaz_blu", "pop_roc"])))
-    timbre = []
-    if timbre_variation > 0:
-        stems = [(target, True)] + ([(accomp, False)] if accomp_events is not None else [])
-        for writer, lead in stems:
-            for channel in sorted({e.data[0] & 0x0F for e in writer.events
-                                   if e.data[0] & 0xF0 == 0x90} - {DRUM_CHANNEL}):
-                if timbre_rng.random() < timbre_variation:
-                    drawn = vary_timbre(writer, timbre_rng, channel,
-                                        sustained=lead and code in SUSTAINED)
-                    if drawn:
-                        timbre.append(f"ch{channel + 1}: {drawn}")
-    crop_s = float(rng.uniform(0.4, 1.2))
-    # Formant shift: the notes were written `shift` semitones up and the audio will be played
-    # back 2^(shift/12) times slower (pitch back in key, resonances `shift` semitones lower,
-    # tempo a little slower), so the window must end within the written music.
-    crop_s = min(crop_s, MUSIC_S * 2 ** (shift / 12) - CLIP_S - 0.05)
     return ClipPlan(index=index, code=code, soundfont=soundfont, kind=kind, seed=seed,
                     target_events=target.events, accomp_events=accomp_events,
                     program=voice.program, style=style, accompaniment=accompaniment,
-                    drums=has_drums, genre=genre, crop_s=crop_s,
-                    snr_db=snr_db, peak_dbfs=float(rng.uniform(-12.0, -1.0)),
-                    formant_shift=shift, timbre="; ".join(timbre))
+                    drums=has_drums, genre=genre, crop_s=float(rng.uniform(0.4, 1.2)),
+                    snr_db=snr_db, peak_dbfs=float(rng.uniform(-12.0, -1.0)))
 
 
 def shifted(events: list[MidiEvent], offset_s: float) -> list[MidiEvent]:
@@ -836,8 +735,7 @@ def to_pcm16(stereo: np.ndarray, peak_dbfs: float) -> np.ndarray:
 
 
 # A GUS patch set (TiMidity++ configuration) lacks some GM programs; these stand in (same family).
-PATCH_FALLBACKS = {1: 0, 2: 0, 3: 0, 17: 16, 18: 16, 20: 19, 41: 40, 43: 42, 49: 48, 52: 53,
-                   54: 53, 110: 40}
+PATCH_FALLBACKS = {1: 0, 2: 0, 17: 16, 18: 16, 20: 19, 49: 48, 52: 53}
 
 
 def timidity_config(source: Path) -> str:
@@ -910,13 +808,8 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
     rows = []
     for plan, (target_slot, accomp_slot) in zip(plans, slots):
         def cut(slot: int, plan: ClipPlan = plan) -> np.ndarray:
-            # `stretch` output samples per rendered sample (1 unless formant-shifted).
-            stretch = Fraction(2 ** (plan.formant_shift / 12)).limit_denominator(64)
-            start = round((slot * SLOT_S + plan.crop_s / stretch) * SAMPLE_RATE)
-            piece = audio[start:start + math.ceil(n_clip / stretch) + 64]
-            if stretch != 1:
-                piece = resample_poly(piece, stretch.numerator, stretch.denominator, axis=0)
-            piece = piece[:n_clip].astype(np.float32)
+            start = round((slot * SLOT_S + plan.crop_s) * SAMPLE_RATE)
+            piece = audio[start:start + n_clip]
             return np.pad(piece, ((0, n_clip - len(piece)), (0, 0)))
 
         mix = cut(target_slot)
@@ -938,8 +831,7 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
                      "style": plan.style, "accompaniment": plan.accompaniment,
                      "snr_db": "" if plan.snr_db is None else f"{plan.snr_db:.2f}",
                      "drums": int(plan.drums), "genre": plan.genre, "seed": plan.seed,
-                     "index": plan.index, "formant_shift": plan.formant_shift,
-                     "timbre": plan.timbre})
+                     "index": plan.index})
     return rows
 
 
@@ -959,7 +851,6 @@ def find_soundfont(name: str) -> Path:
 
 def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, mix_share: float,
            workers: int, classes: Sequence[str] = CLASS_CODES, gain: float = 0.5,
-           timbre_variation: float = 0.0, related_programs: float = 0.0,
            progress: bool = True) -> list[dict]:
     """Render ``per_class`` clips of every class through every soundfont into ``out``."""
     fonts = [find_soundfont(s) for s in soundfonts]
@@ -973,8 +864,7 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
     for font in fonts:
         key = soundfont_key(font)
         for code in classes:
-            plans = [plan_clip(seed, key, code, i, mix_share, timbre_variation, related_programs)
-                     for i in range(per_class)]
+            plans = [plan_clip(seed, key, code, i, mix_share) for i in range(per_class)]
             stems = 0
             batch: list[ClipPlan] = []
             for plan in plans:
@@ -1014,7 +904,7 @@ def write_manifest(out: Path, rows: list[dict]) -> None:
     for row in rows:
         existing[row["file"]] = {k: str(v) for k, v in row.items()}
     fields = ["file", "class", "soundfont", "kind", "program", "style", "accompaniment",
-              "snr_db", "drums", "genre", "seed", "index", "formant_shift", "timbre"]
+              "snr_db", "drums", "genre", "seed", "index"]
     temp = path.with_name(".manifest.csv.tmp")
     with open(temp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -1029,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder (IRMAS layout)")
     parser.add_argument("--soundfonts", nargs="+", default=list(DEFAULT_SOUNDFONTS),
-                        help="soundfont names in /usr/share/sounds/sf2 or paths "
+                        help="soundfont names in /usr/share/sounds/sf2, `freepats`, or paths "
                         f"(default: {' '.join(DEFAULT_SOUNDFONTS)})")
     parser.add_argument("--per-class", type=int, default=200,
                         help="clips per class and soundfont (default 200)")
@@ -1039,26 +929,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", nargs="+", default=list(CLASS_CODES), choices=CLASS_CODES,
                         help="class codes to render (default: all 11)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="parallel fluidsynth processes (default: CPU count)")
-    parser.add_argument("--gain", type=float, default=0.5, help="fluidsynth gain (default 0.5)")
-    parser.add_argument("--timbre-variation", type=float, default=0.0, metavar="P",
-                        help="probability of a formant shift per clip and of random SoundFont "
-                        "generator offsets (filter, envelope, vibrato) per part (default 0)")
-    parser.add_argument("--related-programs", type=float, default=0.0, metavar="P",
-                        help="probability that a clip of cello, violin, flute, trumpet, voice or "
-                        "piano plays a related program instead (viola, fiddle, recorder, ...; "
-                        "default 0)")
+                        help="parallel synthesiser processes (default: CPU count)")
+    parser.add_argument("--gain", type=float, default=0.5,
+                        help="synthesiser gain (default 0.5; timidity: -A 100 x gain)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
-    if args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0 \
-            or not 0.0 <= args.timbre_variation <= 1.0:
-        parser.error("--per-class must be >= 1, --mix-share and --timbre-variation in [0, 1]")
+    if args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0:
+        parser.error("--per-class must be >= 1 and --mix-share in [0, 1]")
     started = time.perf_counter()
     rows = render(args.out, soundfonts=args.soundfonts, per_class=args.per_class, seed=args.seed,
                   mix_share=args.mix_share, workers=args.workers, classes=args.classes,
-                  gain=args.gain, timbre_variation=args.timbre_variation,
-                  related_programs=args.related_programs,
-                  progress=not args.quiet)
+                  gain=args.gain, progress=not args.quiet)
     n_mix = sum(r["kind"] == "mix" for r in rows)
     print(f"rendered {len(rows)} clips ({len(rows) - n_mix} solo, {n_mix} mixtures) into "
           f"{args.out} in {time.perf_counter() - started:.1f} s")

@@ -90,78 +90,10 @@ def test_plans_cover_articulations_and_mixtures(render):
     assert {round(p.snr_db) for p in plans if p.snr_db is not None} <= set(range(2, 11))
 
 
-def _nrpn_offsets(events, channel: int) -> dict[int, int]:
-    """Generator number -> 14-bit NRPN data (8192 = no offset) sent on ``channel``."""
-    cc = [(e.data[1], e.data[2]) for e in sorted(events)
-          if e.data[0] == 0xB0 | channel and e.data[1] in (99, 98, 38, 6)]
-    offsets = {}
-    for i in range(0, len(cc) - 3):
-        (n0, msb), (n1, gen), (n2, lsb), (n3, data) = cc[i:i + 4]
-        if (n0, n1, n2, n3) == (99, 98, 38, 6) and msb == 120:
-            offsets[gen] = data << 7 | lsb
-    return offsets
-
-
-def test_timbre_variation_off_changes_nothing(render):
-    for code in ("vio", "pia", "gel"):
-        for index in range(4):
-            plain = render.plan_clip(3, "timgm6mb", code, index, 0.5)
-            off = render.plan_clip(3, "timgm6mb", code, index, 0.5, timbre_variation=0.0)
-            assert plain == off
-            assert (plain.formant_shift, plain.timbre) == (0, "")
-
-
-def test_timbre_variation_transposes_and_offsets_generators(render):
-    plans = [(render.plan_clip(3, "timgm6mb", code, i, 0.5),
-              render.plan_clip(3, "timgm6mb", code, i, 0.5, timbre_variation=1.0))
-             for code in ("vio", "cel", "pia") for i in range(12)]
-    shifted = [(a, b) for a, b in plans if b.formant_shift]
-    assert len(shifted) == len(plans)  # probability 1: every clip is shifted
-    for plain, varied in shifted:
-        # Same music, written `formant_shift` semitones higher; the window still ends in it.
-        pitches = [e.data[1] for e in sorted(plain.target_events) if e.data[0] & 0xF0 == 0x90]
-        moved = [e.data[1] for e in sorted(varied.target_events) if e.data[0] & 0xF0 == 0x90]
-        assert moved == [p + varied.formant_shift for p in pitches]
-        stretch = 2 ** (varied.formant_shift / 12)
-        assert (varied.crop_s + render.CLIP_S) / stretch <= render.MUSIC_S
-    offsets = [_nrpn_offsets(b.target_events, 0) for _, b in plans]
-    assert any(offsets) and not all(offsets)  # each group is drawn with probability 1/2
-    cutoff = render.FILTER_CUTOFF
-    for (_, varied), sent in zip(plans, offsets):
-        target = next((part for part in varied.timbre.split("; ") if part.startswith("ch1:")), "")
-        assert ("fc" in target) == (cutoff.number in sent)
-        if cutoff.number in sent:  # darker only, by at most 3000 cents
-            assert -3000 <= (sent[cutoff.number] - 8192) * cutoff.step <= 0
-
-
-def test_generator_offset_reaches_fluidsynth(render, tmp_path):
-    """An NRPN filter-cutoff offset of -3600 cents must darken a sustained cello note."""
-    if shutil.which("fluidsynth") is None or not FONT.is_file():
-        pytest.skip("needs the `fluidsynth` program and TimGM6mb.sf2")
-
-    def centroid(offset: float) -> float:
-        writer = render.MidiWriter(0.0)
-        writer.reset_all()
-        writer.program(0.0, 0, 42)
-        if offset:
-            writer.generator_offset(0.0, 0, render.FILTER_CUTOFF, offset)
-        writer.note(0.1, 1.5, 0, 48, 100)
-        midi, wav = tmp_path / f"{offset}.mid", tmp_path / f"{offset}.wav"
-        midi.write_bytes(render.midi_file_bytes(writer.events))
-        subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(wav), "-T", "wav", "-r", "44100",
-                        str(FONT), str(midi)], check=True, capture_output=True, timeout=60)
-        audio = sf.read(wav)[0].mean(axis=1)
-        spectrum = np.abs(np.fft.rfft(audio))
-        return float((spectrum * np.fft.rfftfreq(len(audio), 1 / 44100)).sum() / spectrum.sum())
-
-    assert centroid(-3600.0) < 0.6 * centroid(0.0)
-
-
-def _render(out: Path, seed: int, per_class: int, classes: list[str], *extra: str) -> None:
+def _render(out: Path, seed: int, per_class: int, classes: list[str]) -> None:
     subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", str(FONT),
                     "--per-class", str(per_class), "--seed", str(seed), "--mix-share", "0.5",
-                    "--classes", *classes, "--workers", "2", "--quiet", *extra], check=True,
-                   timeout=120)
+                    "--classes", *classes, "--workers", "2", "--quiet"], check=True, timeout=120)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -197,20 +129,36 @@ def test_tiny_render(tmp_path):
     assert set(_digests(other).values()).isdisjoint(_digests(out).values())
 
 
-@pytest.mark.skipif(shutil.which("fluidsynth") is None,
-                    reason="the `fluidsynth` program is not on PATH (apt install fluidsynth)")
-@pytest.mark.skipif(not FONT.is_file(), reason=f"{FONT} missing (apt install timgm6mb-soundfont)")
-def test_tiny_render_with_timbre_variation(tmp_path):
-    out = tmp_path / "varied"
-    _render(out, 5, 3, ["cel"], "--timbre-variation", "1")
-    with open(out / "manifest.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 and all(int(r["formant_shift"]) != 0 for r in rows)
-    for row in rows:
-        audio, rate = sf.read(out / row["file"])
-        # Resampled back to exactly 3 s at 44.1 kHz, with music through to the end.
+def test_timidity_config_fills_missing_programs(render, tmp_path):
+    source = tmp_path / "set.cfg"
+    source.write_text("dir /somewhere\n\ndrumset 0\n 17 Drum_000/kick.pat\n\nbank 0\n\n"
+                      " 0\tTone_000/000_Piano.pat amp=120\n16 Tone_000/016_Organ.pat # hammond\n"
+                      "19 Tone_000/019_Church.pat\n")
+    lines = render.timidity_config(source).splitlines()
+    assert lines[:2] == [f"source {source}", "bank 0"]
+    entries = {int(line.split()[0]): " ".join(line.split()[1:]) for line in lines[2:]}
+    # Missing organ programs borrow the set's own organs; piano 1-2 its piano; drum-set
+    # entries never count as bank-0 programs; programs with no stand-in stay out.
+    assert entries == {1: "Tone_000/000_Piano.pat amp=120", 2: "Tone_000/000_Piano.pat amp=120",
+                       17: "Tone_000/016_Organ.pat", 18: "Tone_000/016_Organ.pat",
+                       20: "Tone_000/019_Church.pat"}
+
+
+FREEPATS = Path("/etc/timidity/freepats.cfg")
+
+
+@pytest.mark.skipif(shutil.which("timidity") is None or not FREEPATS.is_file(),
+                    reason="needs `timidity` and Debian's freepats (apt install timidity freepats)")
+def test_tiny_render_through_freepats(tmp_path):
+    out = tmp_path / "freepats"
+    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", "freepats",
+                    "--per-class", "1", "--seed", "3", "--mix-share", "0.0", "--classes", "org",
+                    "cel", "--workers", "2", "--quiet"], check=True, timeout=120)
+    excerpts = read_training_set(out)
+    assert sorted(e.label for e in excerpts) == ["cel", "org"]
+    for excerpt in excerpts:
+        assert excerpt.path.name.startswith("freepats-solo-")
+        audio, rate = sf.read(excerpt.path)
         assert (rate, audio.shape) == (44100, (3 * 44100, 2))
-        assert np.abs(audio[-4410:]).max() > 1e-3
-    plain = tmp_path / "plain"
-    _render(plain, 5, 3, ["cel"])
-    assert set(_digests(plain).values()).isdisjoint(_digests(out).values())
+        # Sound from the first to the last second: the slots were found where they were written.
+        assert np.abs(audio[:22050]).max() > 1e-3 and np.abs(audio[-22050:]).max() > 1e-3
