@@ -187,32 +187,6 @@ def load_clips(excerpts: Sequence[TrainingExcerpt], class_codes: Sequence[str], 
     return clips, skipped
 
 
-def teacher_targets(clips: Sequence[LoadedClip], weights: PathLike, *,
-                    device: torch.device | str = "cpu", progress: ProgressCallback | None = None
-                    ) -> list[torch.Tensor]:
-    """YAMNet's embeddings of every clip, the targets of knowledge distillation.
-
-    Each clip gets ``[P, 1024]`` (float16): one embedding per 0.96 s YAMNet patch, 0.48 s apart,
-    standardised per dimension over all clips. YAMNet learned its features from real recordings
-    of every AudioSet class; asking the small CNN to predict them from the same clip (through a
-    linear layer used only in training) passes some of that knowledge on.
-    """
-    from dreamsound.audio import load_audio
-    from dreamsound.models.registry import load_model
-
-    teacher = load_model("yamnet", weights=weights, device=device)
-    targets = []
-    for done, clip in enumerate(clips, 1):
-        waveform = torch.from_numpy(load_audio(clip.path, sample_rate=teacher.sample_rate))
-        with torch.no_grad():
-            targets.append(teacher(waveform).embeddings.float().cpu())
-        if progress is not None and (done % 16 == 0 or done == len(clips)):
-            progress(TrainProgress("teacher", done, len(clips)))
-    stacked = torch.cat(targets)
-    mean, std = stacked.mean(dim=0), stacked.std(dim=0).clamp(min=1e-3)
-    return [((t - mean) / std).to(torch.float16) for t in targets]
-
-
 def split_by_group(labels: Sequence[int], groups: Sequence[str], val_fraction: float,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a validation split stratified by class, keeping each group on one side.
@@ -463,7 +437,6 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
           patience: int = 4, device: str | torch.device | None = None,
           architecture: Architecture | None = None, augmentation: Augmentation | None = None,
           crops_per_clip: int = 1, weight_decay: float = 1e-4, threads: int = 2,
-          teacher: PathLike | None = None, teacher_weight: float = 1.0,
           progress: ProgressCallback | None = None) -> TrainResult:
     """Train an instrument CNN on IRMAS-layout folder(s) and write it to ``out_dir``.
 
@@ -499,13 +472,6 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
         L2 penalty in Adam.
     threads : int
         Threads that decode files.
-    teacher : path, optional
-        YAMNet weights (``yamnet.h5`` / ``.tflite``). When given, the network also learns to
-        predict YAMNet's embedding of each window (knowledge distillation, see
-        :func:`teacher_targets`); the shipped weights stay the CNN's alone.
-    teacher_weight : float
-        Weight of the distillation loss (mean squared error on standardised embeddings)
-        against the classification loss.
     progress : callable, optional
         Called with :class:`TrainProgress` reports. An exception it raises (KeyboardInterrupt
         included) stops training; the last checkpoint in ``out_dir`` stays intact.
@@ -561,8 +527,6 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
                         "each class needs at least two songs/files)")
     train_clips = [clips[i] for i in train_idx]
     val_clips = [clips[i] for i in val_idx]
-    targets = (teacher_targets(train_clips, teacher, device=dev, progress=progress)
-               if teacher is not None else None)
     load_seconds = time.perf_counter() - started
 
     # -- model -----------------------------------------------------------------------------
@@ -581,13 +545,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
         # loss paper, section 4.1).
         network.logits.bias.fill_(-math.log(len(codes) - 1))
     model.to(dev)
-    parameters = list(network.parameters())
-    distill = None
-    if targets is not None:
-        # Predicts the teacher's embedding from the CNN's; trained with it, never saved.
-        distill = torch.nn.Linear(network.logits.in_features, targets[0].shape[1]).to(dev)
-        parameters += list(distill.parameters())
-    optimiser = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    optimiser = torch.optim.Adam(network.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=1 / 3, patience=1)
     generator = torch.Generator().manual_seed(seed)
     per_class = Counter(codes[c.label] for c in clips)
@@ -601,8 +559,6 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "val_fraction": val_fraction, "seed": seed, "patience": patience,
                 "crops_per_clip": crops_per_clip, "weight_decay": weight_decay,
-                "teacher": Path(teacher).name if teacher is not None else None,
-                "teacher_weight": teacher_weight if teacher is not None else None,
                 "augmentation": asdict(augmentation), "device": str(dev),
                 "dreamsound_version": __version__}
     history: list[dict[str, Any]] = []
@@ -639,26 +595,19 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *, epochs:
                 if progress is not None:
                     progress(TrainProgress("epoch", step, n_batches, epoch, epochs))
                 chosen = order[step * batch_size:(step + 1) * batch_size]
-                windows, wanted = [], []
+                windows = []
                 for i in chosen:
                     clip = train_clips[i]
                     room = max(1, clip.valid_frames - front.patch_frames + 1)
                     start = int(rng.integers(0, room))
                     windows.append(clip.log_mel[start:start + front.patch_frames].float())
-                    if targets is not None:
-                        # The teacher patch (0.48 s hop) that starts nearest the window.
-                        patch = round(start * front.hop_length / front.sample_rate / 0.48)
-                        wanted.append(targets[i][min(patch, len(targets[i]) - 1)].float())
                 batch = torch.stack(windows)
                 batch_labels = torch.tensor([train_clips[i].label for i in chosen])
                 batch = augment(batch, batch_labels, augmentation, front.log_offset, generator,
                                 frame_s=front.hop_length / front.sample_rate)
-                one_hot = F.one_hot(batch_labels, len(codes)).float().to(dev)
-                logits, embeddings = network(batch.unsqueeze(1).to(dev))
-                loss = F.binary_cross_entropy_with_logits(logits, one_hot)
-                if distill is not None:
-                    loss = loss + teacher_weight * F.mse_loss(distill(embeddings),
-                                                              torch.stack(wanted).to(dev))
+                targets = F.one_hot(batch_labels, len(codes)).float().to(dev)
+                logits, _ = network(batch.unsqueeze(1).to(dev))
+                loss = F.binary_cross_entropy_with_logits(logits, targets)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

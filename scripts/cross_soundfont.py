@@ -92,7 +92,6 @@ def run_folds(args: argparse.Namespace) -> int:
         result = train(train_dirs, out, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, patience=args.patience,
                        crops_per_clip=args.crops_per_clip, device="cpu",
-                       teacher=args.teacher, teacher_weight=args.teacher_weight,
                        progress=_printer(f"[-{test_font}]"))
         model = load_weights_file(result.weights_path)
         held = evaluate_folder(model, args.test_root / test_font)
@@ -151,8 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--lr", type=float, default=3e-3)
     folds.add_argument("--crops-per-clip", type=int, default=1)
     folds.add_argument("--seed", type=int, default=0)
-    folds.add_argument("--teacher", type=Path, help="YAMNet weights to distil from (optional)")
-    folds.add_argument("--teacher-weight", type=float, default=1.0)
     evaluate = sub.add_parser("evaluate", help="top-1 of a trained model on rendered test sets")
     evaluate.add_argument("--weights", type=Path, required=True)
     evaluate.add_argument("--test", type=Path, nargs="+", required=True)
