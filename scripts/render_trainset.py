@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import logging
 import os
@@ -65,6 +66,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import soundfile as sf
@@ -738,6 +740,7 @@ def to_pcm16(stereo: np.ndarray, peak_dbfs: float) -> np.ndarray:
 PATCH_FALLBACKS = {1: 0, 2: 0, 17: 16, 18: 16, 20: 19, 49: 48, 52: 53}
 
 
+@functools.cache  # read once per process, not once per batch
 def timidity_config(source: Path) -> str:
     """A TiMidity++ configuration: ``source`` plus bank-0 entries for the programs it lacks,
     taken from their :data:`PATCH_FALLBACKS` (TiMidity++ would otherwise play them silently)."""
@@ -759,11 +762,10 @@ def timidity_config(source: Path) -> str:
 def synth_command(synth: str, soundfont: Path, midi_path: Path, wav_path: Path, gain: float
                   ) -> list[str]:
     """The command that renders ``midi_path`` to a 44.1 kHz stereo wav: fluidsynth for a
-    SoundFont, TiMidity++ for a patch-set configuration (``.cfg``, e.g. freepats), which the
-    caller has written next to the MIDI file as ``patches.cfg``."""
+    SoundFont, TiMidity++ for a patch-set configuration (``.cfg``)."""
     if soundfont.suffix == ".cfg":
         # --preserve-silence: the slots are found by time, so leading silence must stay.
-        return [synth, "-c", str(midi_path.with_name("patches.cfg")), "--preserve-silence",
+        return [synth, "-c", str(soundfont), "--preserve-silence",
                 "-Ow", "--output-24bit", "--output-stereo", "-s", str(SAMPLE_RATE),
                 "-A", str(round(gain * 100)), "-o", str(wav_path), str(midi_path)]
     return [synth, "-ni", "-q", "-F", str(wav_path), "-T", "wav", "-O", "float",
@@ -796,7 +798,10 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
         midi_path, wav_path = Path(tmp) / "batch.mid", Path(tmp) / "batch.wav"
         midi_path.write_bytes(midi_file_bytes(events))
         if soundfont.suffix == ".cfg":
-            (Path(tmp) / "patches.cfg").write_text(timidity_config(soundfont))
+            # The patch set plus stand-ins for the programs it lacks.
+            patches = Path(tmp) / "patches.cfg"
+            patches.write_text(timidity_config(soundfont))
+            soundfont = patches
         cmd = synth_command(synth, soundfont, midi_path, wav_path, gain)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not wav_path.is_file():
@@ -845,8 +850,15 @@ def find_soundfont(name: str) -> Path:
                       TIMIDITY_DIR / f"{name}.cfg"):
         if candidate.is_file():
             return candidate
-    raise SystemExit(f"error: soundfont {name!r} not found (looked in {SOUNDFONT_DIR}); install "
-                     "fluid-soundfont-gm, timgm6mb-soundfont and csound-soundfont, or give a path")
+    fail(f"soundfont {name!r} not found (looked in {SOUNDFONT_DIR} and {TIMIDITY_DIR}); install "
+         "fluid-soundfont-gm, timgm6mb-soundfont and csound-soundfont (freepats: timidity and "
+         "freepats), or give a path")
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, mix_share: float,
@@ -859,7 +871,7 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
         name = "timidity" if font.suffix == ".cfg" else "fluidsynth"
         synths[font] = shutil.which(name)
         if synths[font] is None:
-            raise SystemExit(f"error: the `{name}` command is not on PATH (apt install {name})")
+            fail(f"the `{name}` command is not on PATH (apt install {name})")
     jobs = []
     for font in fonts:
         key = soundfont_key(font)

@@ -162,3 +162,14 @@ def test_tiny_render_through_freepats(tmp_path):
         assert (rate, audio.shape) == (44100, (3 * 44100, 2))
         # Sound from the first to the last second: the slots were found where they were written.
         assert np.abs(audio[:22050]).max() > 1e-3 and np.abs(audio[-22050:]).max() > 1e-3
+
+
+def test_unknown_soundfont_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "set"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts",
+                           "NoSuchFont", "--per-class", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: soundfont 'NoSuchFont' not found")
+    assert not out.exists()
