@@ -570,12 +570,12 @@ def train(
              "(the real IRMAS-TrainingData, or sets rendered by scripts/render_trainset.py).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: model.safetensors, "
                                       "config.json, train_log.json.")],
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 30,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 60,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1,
                                             help="1 s windows per step.")] = 64,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 3e-3,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Stop after this many "
-                                          "epochs without a better validation loss.")] = 4,
+                                          "epochs without a better validation loss.")] = 8,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9,
                                                 help="Share of songs held out.")] = 0.15,
     seed: Annotated[int, typer.Option("--seed", help="Fixes split, init and augmentation.")] = 0,

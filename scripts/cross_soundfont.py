@@ -35,7 +35,14 @@ import torch
 
 from dreamsound.data.irmas import read_training_set
 from dreamsound.models.instrument import InstrumentClassifier, load_weights_file
-from dreamsound.train import TrainProgress, clip_scores, load_clips, train
+from dreamsound.train import (
+    DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
+    TrainProgress,
+    clip_scores,
+    load_clips,
+    train,
+)
 
 
 def evaluate_folder(model: InstrumentClassifier, folder: Path) -> dict:
@@ -83,7 +90,9 @@ def _printer(prefix: str):
 
 def run_folds(args: argparse.Namespace) -> int:
     fonts = sorted(p.name for p in args.train_root.iterdir() if p.is_dir())
-    held_out = args.folds or fonts
+    # By default every source with a test set is held out in turn (an extra training-only
+    # source, such as freepats, has none).
+    held_out = args.folds or [f for f in fonts if (args.test_root / f).is_dir()]
     results = []
     for test_font in held_out:
         train_dirs = [args.train_root / f for f in fonts if f != test_font]
@@ -143,9 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--train-root", type=Path, required=True)
     folds.add_argument("--test-root", type=Path, required=True)
     folds.add_argument("--out", type=Path, required=True)
-    folds.add_argument("--folds", nargs="*", help="held-out soundfont folder names (default all)")
-    folds.add_argument("--epochs", type=int, default=30)
-    folds.add_argument("--patience", type=int, default=4)
+    folds.add_argument("--folds", nargs="*",
+                       help="held-out soundfont folder names (default: all with a test set)")
+    folds.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    folds.add_argument("--patience", type=int, default=DEFAULT_PATIENCE)
     folds.add_argument("--batch-size", type=int, default=64)
     folds.add_argument("--lr", type=float, default=3e-3)
     folds.add_argument("--crops-per-clip", type=int, default=1)

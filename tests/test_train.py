@@ -217,3 +217,19 @@ def test_cli_train(tiny_set, tmp_path):
     bad = runner.invoke(app, ["train", str(empty), "--out", str(tmp_path / "x"), "--quiet"])
     assert bad.exit_code == 2
     assert "is empty" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_train_defaults_match_the_library():
+    # The CLI keeps torch out of its import (instant --help), so it restates the defaults.
+    import inspect
+
+    import typer
+
+    from dreamsound import cli
+    from dreamsound import train as train_module
+
+    library = inspect.signature(train_module.train).parameters
+    command = typer.main.get_command(cli.app).commands["train"]
+    cli_defaults = {p.name: p.default for p in command.params}
+    for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed"):
+        assert cli_defaults[name] == library[name].default, name

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Cross-soundfont folds with a variant of the network or augmentation that did not ship.
+
+The model card's "What else was tried" table reports these variants; this script reproduces them
+without keeping their code in the package. It swaps one piece, then runs
+``scripts/cross_soundfont.py`` with the remaining arguments::
+
+    python scripts/fold_variants.py --pool mean -- --threads 1 folds \\
+        --train-root work_data/render/train_fp --test-root work_data/render/test \\
+        --folds fluidr3gm --epochs 20 --patience 4 --out work_data/cross/v13_mean
+    python scripts/fold_variants.py --freq-mixstyle 0.7 --mixstyle-alpha 0.3 -- --threads 1 \\
+        folds ... --out work_data/cross/v12_fms
+
+Variants:
+
+* ``--pool mean``: global average pooling of the last block instead of Han et al.'s global max.
+* ``--freq-mixstyle P``: Freq-MixStyle (Kim et al. 2022; Schmid et al., DCASE 2022), after the
+  usual augmentation and with probability P per batch. Each window's per-band mean and standard
+  deviation over time (its long-term spectrum) are swapped, in part, for another window's: the
+  band-normalised window is re-scaled with ``lam * own + (1 - lam) * other`` statistics, ``lam ~
+  Beta(alpha, alpha)``. It was built to make scene classifiers ignore the recording device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+import dreamsound.train as training
+from dreamsound.models.instrument import InstrumentNetwork
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cross_soundfont  # a sibling script, not a package
+
+
+def mean_pool_forward(self: InstrumentNetwork, patches: torch.Tensor):
+    """InstrumentNetwork.forward with global average instead of global max pooling."""
+    x = (patches - self.input_mean) / self.input_std
+    for block in self.blocks:
+        x = block.pool(block.conv2(block.conv1(x)))
+    embeddings = self.embedding(x.mean(dim=(-2, -1)))
+    return self.logits(self.dropout(embeddings)), embeddings
+
+
+def with_freq_mixstyle(augment, probability: float, alpha: float):
+    """Wrap ``dreamsound.train.augment`` so that Freq-MixStyle follows it."""
+    beta = torch.distributions.Beta(alpha, alpha)
+
+    def augment_then_mix(log_mel, labels, config, offset, generator, **kwargs):
+        out = augment(log_mel, labels, config, offset, generator, **kwargs)
+        if float(torch.rand(1, generator=generator)) >= probability:
+            return out
+        mean = out.mean(dim=1, keepdim=True)                    # [B, 1, F] over time
+        std = (out.var(dim=1, keepdim=True) + 1e-4).sqrt()
+        partner = torch.randperm(out.shape[0], generator=generator)
+        lam = beta.sample((out.shape[0], 1, 1))
+        return ((out - mean) / std * (lam * std + (1 - lam) * std[partner])
+                + lam * mean + (1 - lam) * mean[partner])
+
+    return augment_then_mix
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ours, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pool", choices=("max", "mean"), default="max")
+    parser.add_argument("--freq-mixstyle", type=float, default=0.0, metavar="P")
+    parser.add_argument("--mixstyle-alpha", type=float, default=0.3)
+    args = parser.parse_args(ours)
+    if args.pool == "mean":
+        InstrumentNetwork.forward = mean_pool_forward
+    if args.freq_mixstyle > 0:
+        training.augment = with_freq_mixstyle(training.augment, args.freq_mixstyle,
+                                              args.mixstyle_alpha)
+    print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
+          f"alpha={args.mixstyle_alpha}", flush=True)
+    return cross_soundfont.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
