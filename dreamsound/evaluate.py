@@ -518,6 +518,21 @@ class _ResultsWriter:
         self._handle.close()
 
 
+def _model_digest(net: Any) -> str:
+    """sha256 of a model's parameters and buffers (names and raw bytes), in state-dict order.
+
+    It says which weights produced a run's results whatever their source: ``--weights``, an
+    environment variable, the package or the cache (a retrained default has the same name).
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def _check_run_file(folder: Path, settings: dict[str, Any]) -> None:
     """Refuse to mix results of a run with other settings into this one."""
     path = folder / RUN_FILE
@@ -677,7 +692,8 @@ def evaluate(
     data_root = str(Path(data_dir).expanduser().resolve())
     run_settings = {"data_dir": data_root, "model": model,
                     "weights": None if weights is None else str(Path(weights).expanduser()),
-                    "per_class": per_class, "seed": seed, "threshold": threshold,
+                    "model_sha256": _model_digest(net), "per_class": per_class, "seed": seed,
+                    "threshold": threshold,
                     "max_steps": max_steps, "noise": noise, "classes": classes,
                     "dream_options": options}
     _check_run_file(folder, run_settings)
@@ -704,7 +720,8 @@ def evaluate(
                    f"per_class={per_class!r}, seed={seed!r}, threshold={threshold!r}, "
                    f"max_steps={max_steps!r}, noise={noise!r})")
     info = {"command": command, "model": model,
-            "weights": run_settings["weights"], "data_dir": data_root,
+            "weights": run_settings["weights"], "model_sha256": run_settings["model_sha256"],
+            "data_dir": data_root,
             "per_class": per_class, "seed": seed, "threshold": threshold,
             "max_steps": max_steps, "noise": noise, "dream_options": options,
             "classes": classes, "class_names": {c: net.class_names[i] for c, i in index.items()},

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from typer.testing import CliRunner
 
 from dreamsound.cli import app
@@ -565,3 +566,28 @@ def test_yamnet_through_the_irmas_class_map(tmp_path: Path, yamnet_h5: Path) -> 
     for record in result.records:
         assert record["correct"]["target_name"] == ev.YAMNET_CLASSES[record["true"]]
         assert record["correct"]["confidence"] > record["correct"]["confidence_before"]
+
+
+def test_results_of_other_weights_are_not_mixed_in(train_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Same model name, same settings, different weights (a retrained default model, say).
+    out = tmp_path / "out"
+    first = ev.evaluate(train_dir, out=out, per_class=1, noise=False, max_jobs=1, **FAST)
+    assert first.info["model_sha256"] == json.loads((out / "run.json").read_text())[
+        "model_sha256"]
+    from dreamsound.models import registry
+
+    original = registry.load_model
+
+    def retrained(*args, **kwargs):
+        net = original(*args, **kwargs)
+        with torch.no_grad():
+            next(iter(net.parameters())).add_(0.01)
+        return net
+
+    monkeypatch.setattr(registry, "load_model", retrained)
+    with pytest.raises(OutputError, match="model_sha256"):
+        ev.evaluate(train_dir, out=out, per_class=1, noise=False, **FAST)
+    monkeypatch.setattr(registry, "load_model", original)
+    again = ev.evaluate(train_dir, out=out, per_class=1, noise=False, **FAST)
+    assert again.resumed == 1

@@ -51,11 +51,11 @@ WEIGHTS = WeightsFile(
     url=None,
     # Digest of the shipped models/instrument_cnn/model.safetensors; retraining the default
     # (command in its MODEL_CARD.md) means updating it here.
-    sha256="eceb1bfe04e368dc32f7b76f250f24cacddfe79bf751f8e72adefc325d8ba780",
+    sha256="f0464f9ff301e09a20c8153c4150b3e84f6fae3a1fa31ac7aa158c13c4a1181a",
     source="ships with dreamsound (models/instrument_cnn/, trained on soundfont-rendered clips)",
     env_var="DREAMSOUND_INSTRUMENT_WEIGHTS",
     packaged="instrument_cnn/model.safetensors",
-    size=1_330_028,
+    size=1_330_092,
 )
 
 
