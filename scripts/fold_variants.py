@@ -14,8 +14,9 @@ without keeping their code in the package. It swaps one piece, then runs
 Variants:
 
 * ``--pool mean``: global average pooling of the last block instead of Han et al.'s global max.
-* ``--freq-mixstyle P``: Freq-MixStyle (Kim et al. 2022; Schmid et al., DCASE 2022), after the
-  usual augmentation and with probability P per batch. Each window's per-band mean and standard
+* ``--freq-mixstyle P``: Freq-MixStyle (MixStyle, Zhou et al. 2021, per frequency band, as in
+  device-robust scene classifiers; Morocutti et al. 2023, arXiv:2305.07499), after the usual
+  augmentation and with probability P per batch. Each window's per-band mean and standard
   deviation over time (its long-term spectrum) are swapped, in part, for another window's: the
   band-normalised window is re-scaled with ``lam * own + (1 - lam) * other`` statistics, ``lam ~
   Beta(alpha, alpha)``. It was built to make scene classifiers ignore the recording device.
