@@ -11,7 +11,8 @@ dreamed versions can be measured) and one per noise target -- fixed entirely by 
 options and the seed. Jobs run in worker processes, each holding its own copy of the model. Every
 finished job is appended as one JSON line to ``OUT/results.jsonl`` (flushed and fsynced), so an
 interrupted run is resumed by running the same command again: finished jobs are skipped, and the
-report (:mod:`dreamsound.report`) is always built from that file.
+report (:mod:`dreamsound.report`) is always built from that file. ``OUT/run.json`` records the
+settings and a digest of the model's weights; a folder from another run is refused.
 
 Record shapes (one JSON object per line)::
 
