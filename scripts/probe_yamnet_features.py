@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from dreamsound.audio import load_audio
+from dreamsound.data.irmas import IRMAS_CODES
 from dreamsound.models.registry import load_model
-
-IRMAS_CODES = ("cel", "cla", "flu", "gac", "gel", "org", "pia", "sax", "tru", "vio", "voi")
 
 
 def embed(model, folders: list[Path]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
