@@ -37,13 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_soundfont  # a sibling script, not a package
 
 
-def mean_pool_forward(self: InstrumentNetwork, patches: torch.Tensor):
-    """InstrumentNetwork.forward with global average instead of global max pooling."""
-    x = (patches - self.input_mean) / self.input_std
-    for block in self.blocks:
-        x = block.pool(block.conv2(block.conv1(x)))
-    embeddings = self.embedding(x.mean(dim=(-2, -1)))
-    return self.logits(self.dropout(embeddings)), embeddings
+def global_mean_pool(x: torch.Tensor) -> torch.Tensor:
+    """Global average instead of global max pooling of the last block, ``[P, C, T, F]`` ->
+    ``[P, C]``."""
+    return x.mean(dim=(-2, -1))
 
 
 def with_freq_mixstyle(augment, probability: float, alpha: float):
@@ -74,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixstyle-alpha", type=float, default=0.3)
     args = parser.parse_args(ours)
     if args.pool == "mean":
-        InstrumentNetwork.forward = mean_pool_forward
+        InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
     if args.freq_mixstyle > 0:
         training.augment = with_freq_mixstyle(training.augment, args.freq_mixstyle,
                                               args.mixstyle_alpha)

@@ -141,9 +141,14 @@ class InstrumentNetwork(PatchNetwork):
         x = (patches - self.input_mean) / self.input_std
         for block in self.blocks:
             x = block.pool(block.conv2(block.conv1(x)))
-        # Global max-pool (Han et al.): the strongest evidence anywhere in the patch.
-        embeddings = self.embedding(torch.amax(x, dim=(-2, -1)))
+        embeddings = self.embedding(self.global_pool(x))
         return self.logits(self.dropout(embeddings)), embeddings
+
+    @staticmethod
+    def global_pool(x: torch.Tensor) -> torch.Tensor:
+        """``[P, C, T, F]`` -> ``[P, C]``: global max-pool (Han et al.), the strongest evidence
+        anywhere in the patch (``scripts/fold_variants.py --pool mean`` swaps it)."""
+        return torch.amax(x, dim=(-2, -1))
 
     def named_layers(self) -> dict[str, nn.Module]:
         layers: dict[str, nn.Module] = {}
