@@ -209,3 +209,24 @@ def test_default_model_labels_fresh_renders(fresh_solo_clips):
     # Every class is recognised; at most one clip of 22 may slip.
     assert len(wrong) <= 1, wrong
     assert len({w.split("__[")[1][:3] for w in wrong}) <= 1
+
+
+def test_cross_soundfont_scoring_by_program(fresh_solo_clips):
+    """scripts/cross_soundfont.py's scorer: solo/mixture split, per-program rows, and the
+    ``--programs`` filter that scores only the presets a training set cannot have seen."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import cross_soundfont
+
+    net = dreamsound.load_model("instrument", device="cpu")
+    everything = cross_soundfont.evaluate_folder(net, fresh_solo_clips)
+    assert (everything["n_solo"], everything["n_mix"], everything["mix_top1"]) == (22, 0, None)
+    assert sum(n for _, n in everything["per_program_top1"].values()) == 22
+    assert {"vio:40", "cel:42", "cla:71"} <= set(everything["per_program_top1"])
+
+    strings = cross_soundfont.evaluate_folder(net, fresh_solo_clips, programs=[40, 42])
+    assert strings["n_solo"] == 4 and set(strings["per_class_top1"]) == {"vio", "cel"}
+    assert set(strings["per_program_top1"]) == {"vio:40", "cel:42"}
+    assert strings["solo_top1"] == pytest.approx(
+        np.mean([everything["per_class_top1"][c] for c in ("vio", "cel")]))
+    with pytest.raises(SystemExit, match="no test clips"):
+        cross_soundfont.evaluate_folder(net, fresh_solo_clips, programs=[127])
