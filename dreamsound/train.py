@@ -259,6 +259,10 @@ class Augmentation:
         Probability and level (dB re a full-scale sine's mel peak) of a noise floor.
     mask_prob : float
         Probability of one time mask (<= 6 frames) and one frequency mask (<= 10 bands).
+    mixup_prob, mixup_alpha : float
+        Mixup (Zhang et al. 2018): with probability ``mixup_prob`` a window is blended with
+        another of the batch, ``lam * own + (1 - lam) * other`` in the magnitude domain and
+        likewise its target, ``lam ~ Beta(alpha, alpha)``. Off by default.
     """
 
     gain_db: tuple[float, float] = (-24.0, 6.0)
@@ -275,6 +279,8 @@ class Augmentation:
     noise_prob: float = 0.3
     noise_db: tuple[float, float] = (-80.0, -45.0)
     mask_prob: float = 0.3
+    mixup_prob: float = 0.0
+    mixup_alpha: float = 0.3
 
 
 FULL_SCALE_MEL = 9.5  # Slaney mel peak of a full-scale sine with this front-end (measured)
@@ -357,6 +363,20 @@ def augment(log_mel: torch.Tensor, labels: torch.Tensor, config: Augmentation, o
             out[i, t0:t0 + int(torch.randint(1, 7, (1,), generator=generator))] = floor
             out[i, :, f0:f0 + int(torch.randint(1, 11, (1,), generator=generator))] = floor
     return out
+
+
+def mixup(log_mel: torch.Tensor, targets: torch.Tensor, config: Augmentation, offset: float,
+          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend windows ``[B, T, F]`` and their targets ``[B, C]`` pairwise (see
+    :class:`Augmentation`); the blend is of magnitudes, as mixing two sounds would be."""
+    batch = log_mel.shape[0]
+    partner = torch.randperm(batch, generator=generator)
+    lam = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha).sample((batch,))
+    lam = torch.where(torch.rand(batch, generator=generator) < config.mixup_prob, lam, 1.0)
+    magnitude = torch.clamp(torch.exp(log_mel) - offset, min=0.0)
+    mixed = lam[:, None, None] * magnitude + (1 - lam[:, None, None]) * magnitude[partner]
+    return (torch.log(mixed + offset),
+            lam[:, None] * targets + (1 - lam[:, None]) * targets[partner])
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +634,11 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
                 batch_labels = torch.tensor([train_clips[i].label for i in chosen])
                 batch = augment(batch, batch_labels, augmentation, front.log_offset, generator,
                                 frame_s=front.hop_length / front.sample_rate)
-                targets = F.one_hot(batch_labels, len(codes)).float().to(dev)
+                targets = F.one_hot(batch_labels, len(codes)).float()
+                if augmentation.mixup_prob > 0:
+                    batch, targets = mixup(batch, targets, augmentation, front.log_offset,
+                                           generator)
+                targets = targets.to(dev)
                 logits, _ = network(batch.unsqueeze(1).to(dev))
                 loss = F.binary_cross_entropy_with_logits(logits, targets)
                 optimiser.zero_grad(set_to_none=True)

@@ -20,11 +20,15 @@ Variants:
   deviation over time (its long-term spectrum) are swapped, in part, for another window's: the
   band-normalised window is re-scaled with ``lam * own + (1 - lam) * other`` statistics, ``lam ~
   Beta(alpha, alpha)``. It was built to make scene classifiers ignore the recording device.
+* ``--mixup P --mixup-alpha A``: mixup (Zhang et al. 2018) of windows and targets, with
+  probability P per window (``dreamsound.train.Augmentation.mixup_prob``, off in the shipped
+  recipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -69,14 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", choices=("max", "mean"), default="max")
     parser.add_argument("--freq-mixstyle", type=float, default=0.0, metavar="P")
     parser.add_argument("--mixstyle-alpha", type=float, default=0.3)
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="P",
+                        help="mixup probability per window (Augmentation.mixup_prob)")
+    parser.add_argument("--mixup-alpha", type=float, default=0.3)
     args = parser.parse_args(ours)
     if args.pool == "mean":
         InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
     if args.freq_mixstyle > 0:
         training.augment = with_freq_mixstyle(training.augment, args.freq_mixstyle,
                                               args.mixstyle_alpha)
+    if args.mixup > 0:
+        augmentation = training.Augmentation(mixup_prob=args.mixup, mixup_alpha=args.mixup_alpha)
+        cross_soundfont.train = functools.partial(training.train, augmentation=augmentation)
     print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
-          f"alpha={args.mixstyle_alpha}", flush=True)
+          f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha}",
+          flush=True)
     return cross_soundfont.main(rest)
 
 

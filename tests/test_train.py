@@ -19,6 +19,7 @@ from dreamsound.train import (
     augment,
     choose_threshold,
     f1_scores,
+    mixup,
     split_by_group,
     train,
 )
@@ -196,6 +197,29 @@ def test_augmentation_is_seeded_and_keeps_shapes():
                        highpass_prob=0.0, mix_prob=0.0, noise_prob=0.0, mask_prob=0.0)
     same = augment(x, labels, off, 1e-3, torch.Generator().manual_seed(1))
     assert torch.allclose(same, x, atol=1e-4)
+
+
+def test_mixup_blends_magnitudes_and_targets_alike():
+    torch.manual_seed(0)  # Beta draws come from torch's global generator
+    x = 0.5 * torch.randn(6, 43, 128) - 3.0
+    targets = torch.eye(11)[torch.arange(6) % 3]
+    mixed, soft = mixup(x, targets, Augmentation(mixup_prob=1.0), 1e-3,
+                        torch.Generator().manual_seed(2))
+    assert mixed.shape == x.shape and soft.shape == targets.shape
+    assert torch.allclose(soft.sum(dim=1), torch.ones(6))
+    # Each row is lam * own + (1 - lam) * partner's; recover lam from the targets and check
+    # the windows were blended by the same amount, as magnitudes.
+    partner = torch.randperm(6, generator=torch.Generator().manual_seed(2))
+    magnitude = torch.exp(x) - 1e-3
+    for i in range(6):
+        if (targets[i] == targets[partner[i]]).all():
+            continue  # same class: the targets do not show lam
+        lam = float(soft[i] @ targets[i])
+        expected = torch.log(lam * magnitude[i] + (1 - lam) * magnitude[partner[i]] + 1e-3)
+        assert torch.allclose(mixed[i], expected, atol=1e-4)
+    untouched, hard = mixup(x, targets, Augmentation(mixup_prob=0.0), 1e-3,
+                            torch.Generator().manual_seed(2))
+    assert torch.allclose(untouched, x, atol=1e-4) and torch.equal(hard, targets)
 
 
 def test_cli_train(tiny_set, tmp_path):
