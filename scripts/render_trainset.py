@@ -35,6 +35,10 @@ set lacks are played by a patch of the same family, see ``PATCH_FALLBACKS``). Ti
 guaranteed sample-deterministic: a full re-render of a 2,200-clip set came out byte-identical, but
 in one earlier check the flute clips differed between runs, about 28 dB below the clip.
 
+Any other SoundFont 2 file can be given by path (``--soundfonts path/to/Font.sf2``); the model
+card measures with one more, Merlin Silver, that way. ``scripts/soundfont_overlap.py`` tells
+whether a new soundfont shares samples with the others (GM soundfonts often do).
+
 Examples
 --------
 Training set for one soundfont (the shipped model used all three; see its MODEL_CARD.md)::
