@@ -45,13 +45,14 @@ from dreamsound.train import (
 )
 
 
-def evaluate_folder(model: InstrumentClassifier, folder: Path,
+def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier], folder: Path,
                     programs: Sequence[int] | None = None) -> dict:
     """Top-1 accuracy of ``model`` on a rendered test folder, solo and mixtures apart.
 
     Clip scores are the mean of the 1 s window sigmoids, exactly as ``dreamsound classify``
-    computes them. ``programs``: score only the clips whose predominant part plays one of these
-    GM programs (e.g. the presets whose samples the training soundfonts do not share).
+    computes them; given several models (same classes), their clip scores are averaged (a
+    mean-score ensemble). ``programs``: score only the clips whose predominant part plays one of
+    these GM programs (e.g. the presets whose samples the training soundfonts do not share).
     """
     with open(folder / "manifest.csv", newline="") as handle:
         manifest = {row["file"]: row for row in csv.DictReader(handle)}
@@ -59,11 +60,14 @@ def evaluate_folder(model: InstrumentClassifier, folder: Path,
                 or int(manifest[f"{e.label}/{e.path.name}"]["program"]) in programs]
     if not excerpts:
         raise SystemExit(f"no test clips in {folder} play programs {list(programs or [])}")
-    codes = list(model.class_codes)
+    models = [model] if isinstance(model, InstrumentClassifier) else list(model)
+    codes = list(models[0].class_codes)
+    if any(list(m.class_codes) != codes for m in models):
+        raise SystemExit("the models to average have different classes")
     clips, skipped = load_clips(excerpts, codes)
     if skipped:
         raise SystemExit(f"unreadable test files: {skipped[:3]}")
-    scores, _ = clip_scores(model, clips)
+    scores = np.mean([clip_scores(m, clips)[0] for m in models], axis=0)
     labels = np.array([c.label for c in clips])
     rows = [manifest[f"{e.label}/{e.path.name}"] for e in excerpts]
     kind = np.array([r["kind"] for r in rows])
@@ -152,8 +156,8 @@ def run_folds(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    model = load_weights_file(args.weights)
-    rows = [evaluate_folder(model, folder, args.programs) for folder in args.test]
+    models = [load_weights_file(w) for w in args.weights]
+    rows = [evaluate_folder(models, folder, args.programs) for folder in args.test]
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| test set | solo top-1 | mixture top-1 |")
@@ -180,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--crops-per-clip", type=int, default=1)
     folds.add_argument("--seed", type=int, default=0)
     evaluate = sub.add_parser("evaluate", help="top-1 of a trained model on rendered test sets")
-    evaluate.add_argument("--weights", type=Path, required=True)
+    evaluate.add_argument("--weights", type=Path, nargs="+", required=True,
+                          help="model file(s); several are averaged (mean clip score)")
     evaluate.add_argument("--test", type=Path, nargs="+", required=True)
     evaluate.add_argument("--json-out", type=Path)
     evaluate.add_argument("--programs", type=int, nargs="+",

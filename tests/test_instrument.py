@@ -230,3 +230,6 @@ def test_cross_soundfont_scoring_by_program(fresh_solo_clips):
         np.mean([everything["per_class_top1"][c] for c in ("vio", "cel")]))
     with pytest.raises(SystemExit, match="no test clips"):
         cross_soundfont.evaluate_folder(net, fresh_solo_clips, programs=[127])
+    # A mean-score ensemble of one model with itself scores exactly like the model.
+    twice = cross_soundfont.evaluate_folder([net, net], fresh_solo_clips, programs=[40, 42])
+    assert twice["per_program_top1"] == strings["per_program_top1"]
