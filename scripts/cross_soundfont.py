@@ -96,7 +96,7 @@ def _share(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if hits.size else None
 
 
-def _pct(value: float | None) -> str:
+def _fmt_share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -134,8 +134,8 @@ def run_folds(args: argparse.Namespace) -> int:
                   "held_out_test": held, "seen_soundfont_tests": seen,
                   "training": result.to_json(), "seconds": time.perf_counter() - started}
         results.append(record)
-        print(f"[-{test_font}] solo top-1 {_pct(held['solo_top1'])} (n={held['n_solo']}), "
-              f"mixture top-1 {_pct(held['mix_top1'])} (n={held['n_mix']}); val micro-F1 "
+        print(f"[-{test_font}] solo top-1 {_fmt_share(held['solo_top1'])} (n={held['n_solo']}), "
+              f"mixture top-1 {_fmt_share(held['mix_top1'])} (n={held['n_mix']}); val micro-F1 "
               f"{result.val_micro_f1:.3f}; {result.epochs_run} epochs, "
               f"{result.seconds_per_epoch:.0f} s/epoch", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -149,8 +149,8 @@ def run_folds(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|")
     for r in results:
         h = r["held_out_test"]
-        print(f"| {r['held_out']} | {' + '.join(r['trained_on'])} | {_pct(h['solo_top1'])} "
-              f"(n={h['n_solo']}) | {_pct(h['mix_top1'])} (n={h['n_mix']}) | "
+        print(f"| {r['held_out']} | {' + '.join(r['trained_on'])} | {_fmt_share(h['solo_top1'])} "
+              f"(n={h['n_solo']}) | {_fmt_share(h['mix_top1'])} (n={h['n_mix']}) | "
               f"{r['training']['val_micro_f1']:.3f} |")
     return 0
 
@@ -163,8 +163,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("| test set | solo top-1 | mixture top-1 |")
     print("|---|---|---|")
     for r in rows:
-        print(f"| {r['folder']} | {_pct(r['solo_top1'])} (n={r['n_solo']}) | "
-              f"{_pct(r['mix_top1'])} (n={r['n_mix']}) |")
+        print(f"| {r['folder']} | {_fmt_share(r['solo_top1'])} (n={r['n_solo']}) | "
+              f"{_fmt_share(r['mix_top1'])} (n={r['n_mix']}) |")
     return 0
 
 
