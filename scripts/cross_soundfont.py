@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from dreamsound.data.irmas import read_training_set
+from dreamsound.errors import DataError, DreamsoundError
 from dreamsound.models.instrument import InstrumentClassifier, load_weights_file
 from dreamsound.train import (
     DEFAULT_EPOCHS,
@@ -59,14 +60,14 @@ def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier]
     excerpts = [e for e in read_training_set(folder) if programs is None
                 or int(manifest[f"{e.label}/{e.path.name}"]["program"]) in programs]
     if not excerpts:
-        raise SystemExit(f"no test clips in {folder} play programs {list(programs or [])}")
+        raise DataError(f"no test clips in {folder} play programs {list(programs or [])}")
     models = [model] if isinstance(model, InstrumentClassifier) else list(model)
     codes = list(models[0].class_codes)
     if any(list(m.class_codes) != codes for m in models):
-        raise SystemExit("the models to average have different classes")
+        raise DataError("the models to average have different classes")
     clips, skipped = load_clips(excerpts, codes)
     if skipped:
-        raise SystemExit(f"unreadable test files: {skipped[:3]}")
+        raise DataError(f"unreadable test files: {skipped[:3]}")
     scores = np.mean([clip_scores(m, clips)[0] for m in models], axis=0)
     labels = np.array([c.label for c in clips])
     rows = [manifest[f"{e.label}/{e.path.name}"] for e in excerpts]
@@ -193,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    return run_folds(args) if args.command == "folds" else run_evaluate(args)
+    try:
+        return run_folds(args) if args.command == "folds" else run_evaluate(args)
+    except (DreamsoundError, OSError) as exc:  # bad input: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

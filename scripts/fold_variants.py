@@ -2,7 +2,8 @@
 """Cross-soundfont folds with a variant of the network or augmentation that did not ship.
 
 The model card's "What else was tried" table reports these variants; this script reproduces them
-without keeping their code in the package. It swaps one piece, then runs
+without keeping their code in the package (except mixup, which must change the training targets
+and so is an off-by-default ``Augmentation`` option). It swaps one piece, then runs
 ``scripts/cross_soundfont.py`` with the remaining arguments::
 
     python scripts/fold_variants.py --pool mean -- --threads 1 folds \\

@@ -55,6 +55,10 @@ def preset_samples(path: Path) -> dict[tuple[int, int], tuple[str, set[str]]]:
             for sub, sub_offset, sub_size in _chunks(data, offset + 4, offset + size):
                 parts[sub.decode("latin1")] = data[sub_offset:sub_offset + sub_size]
 
+    missing = [name for name in (*RECORD_SIZES, "smpl") if name not in parts]
+    if missing:
+        raise ValueError(f"{path} is truncated or damaged: no {', '.join(missing)} chunk")
+
     def records(name: str) -> list[bytes]:
         size = RECORD_SIZES[name]
         blob = parts[name]
@@ -120,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give two or more .sf2 files")
     try:
         rows = overlap_table(args.soundfonts)
-    except (OSError, ValueError, KeyError, struct.error) as exc:
+    except (OSError, ValueError, IndexError, struct.error) as exc:
         print(f"error: cannot read the soundfonts: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -14,7 +14,7 @@ import torch
 
 import dreamsound
 from dreamsound.data.irmas import IRMAS_CODES, IRMAS_NAMES, read_training_set
-from dreamsound.errors import WeightsError
+from dreamsound.errors import DataError, WeightsError
 from dreamsound.models.instrument import (
     FRONT_END,
     Architecture,
@@ -211,7 +211,7 @@ def test_default_model_labels_fresh_renders(fresh_solo_clips):
     assert len({w.split("__[")[1][:3] for w in wrong}) <= 1
 
 
-def test_cross_soundfont_scoring_by_program(fresh_solo_clips):
+def test_cross_soundfont_scoring_by_program(fresh_solo_clips, tmp_path, capsys):
     """scripts/cross_soundfont.py's scorer: solo/mixture split, per-program rows, and the
     ``--programs`` filter that scores only the presets a training set cannot have seen."""
     sys.path.insert(0, str(REPO / "scripts"))
@@ -228,8 +228,16 @@ def test_cross_soundfont_scoring_by_program(fresh_solo_clips):
     assert set(strings["per_program_top1"]) == {"vio:40", "cel:42"}
     assert strings["solo_top1"] == pytest.approx(
         np.mean([everything["per_class_top1"][c] for c in ("vio", "cel")]))
-    with pytest.raises(SystemExit, match="no test clips"):
+    with pytest.raises(DataError, match="no test clips"):
         cross_soundfont.evaluate_folder(net, fresh_solo_clips, programs=[127])
     # A mean-score ensemble of one model with itself scores exactly like the model.
     twice = cross_soundfont.evaluate_folder([net, net], fresh_solo_clips, programs=[40, 42])
     assert twice["per_program_top1"] == strings["per_program_top1"]
+    # Bad input on the command line: one line on stderr, exit code 2, no traceback.
+    for argv in (["evaluate", "--weights", str(tmp_path / "none.safetensors"), "--test",
+                  str(fresh_solo_clips)],
+                 ["evaluate", "--weights", str(SHIPPED / "model.safetensors"), "--test",
+                  str(fresh_solo_clips), "--programs", "127"]):
+        assert cross_soundfont.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and "Traceback" not in err

@@ -94,6 +94,11 @@ def test_not_a_soundfont_is_one_line_exit_2(overlap, tmp_path, capsys):
     assert overlap.main([str(bogus), str(tmp_path / "ok.sf2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not a SoundFont 2 file" in err and "\n" not in err
+    truncated = tmp_path / "truncated.sf2"
+    truncated.write_bytes((tmp_path / "ok.sf2").read_bytes()[:200])
+    assert overlap.main([str(truncated), str(tmp_path / "ok.sf2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "truncated or damaged" in err and "\n" not in err
 
 
 @pytest.mark.skipif(not all((SF2_DIR / f).is_file() for f in
