@@ -21,6 +21,8 @@ Variants:
   deviation over time (its long-term spectrum) are swapped, in part, for another window's: the
   band-normalised window is re-scaled with ``lam * own + (1 - lam) * other`` statistics, ``lam ~
   Beta(alpha, alpha)``. It was built to make scene classifiers ignore the recording device.
+* ``--channels C1 C2 C3 C4``: conv block widths (the shipped network is 16-32-64-128, half of
+  Han et al.'s 32-64-128-256).
 * ``--mixup P --mixup-alpha A``: mixup (Zhang et al. 2018) of windows and targets, with
   probability P per window (``dreamsound.train.Augmentation.mixup_prob``, off in the shipped
   recipe).
@@ -36,7 +38,7 @@ from pathlib import Path
 import torch
 
 import dreamsound.train as training
-from dreamsound.models.instrument import InstrumentNetwork
+from dreamsound.models.instrument import Architecture, InstrumentNetwork
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_soundfont  # a sibling script, not a package
@@ -77,18 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixup", type=float, default=0.0, metavar="P",
                         help="mixup probability per window (Augmentation.mixup_prob)")
     parser.add_argument("--mixup-alpha", type=float, default=0.3)
+    parser.add_argument("--channels", type=int, nargs="+", default=None,
+                        help="conv block widths, e.g. 32 64 128 256")
     args = parser.parse_args(ours)
     if args.pool == "mean":
         InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
     if args.freq_mixstyle > 0:
         training.augment = with_freq_mixstyle(training.augment, args.freq_mixstyle,
                                               args.mixstyle_alpha)
+    overrides = {}
     if args.mixup > 0:
-        augmentation = training.Augmentation(mixup_prob=args.mixup, mixup_alpha=args.mixup_alpha)
-        cross_soundfont.train = functools.partial(training.train, augmentation=augmentation)
+        overrides["augmentation"] = training.Augmentation(mixup_prob=args.mixup,
+                                                          mixup_alpha=args.mixup_alpha)
+    if args.channels:
+        overrides["architecture"] = Architecture(channels=tuple(args.channels))
+    if overrides:
+        cross_soundfont.train = functools.partial(training.train, **overrides)
     print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
-          f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha}",
-          flush=True)
+          f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha} "
+          f"channels={args.channels}", flush=True)
     return cross_soundfont.main(rest)
 
 

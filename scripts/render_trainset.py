@@ -35,6 +35,11 @@ set lacks are played by a patch of the same family, see ``PATCH_FALLBACKS``). Ti
 guaranteed sample-deterministic: a full re-render of a 2,200-clip set came out byte-identical, but
 in one earlier check the flute clips differed between runs, about 28 dB below the clip.
 
+A sample set with no recordings at all: ``--soundfonts stk`` plays the same MIDI through the
+physical and FM models of STK, the Synthesis ToolKit (Debian's ``stk`` package, its ``stk-demo``
+program; see ``scripts/stk_source.py``). It has no acoustic piano, so ``pia`` is skipped; its
+plucked strings and breath noise are seeded from the clock, so re-renders differ slightly.
+
 Any other SoundFont 2 file can be given by path (``--soundfonts path/to/Font.sf2``); the model
 card measures with one more, Merlin Silver, that way. ``scripts/soundfont_overlap.py`` tells
 whether a new soundfont shares samples with the others (GM soundfonts often do).
@@ -76,11 +81,15 @@ from typing import NoReturn
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stk_source  # a sibling script, not a package
+
 log = logging.getLogger("render_trainset")
 
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 TIMIDITY_DIR = Path("/etc/timidity")  # patch-set configurations (freepats.cfg)
 DEFAULT_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
+STK = Path("stk")  # --soundfonts stk: STK's physical models (scripts/stk_source.py), no soundfont
 
 SAMPLE_RATE = 44100  # IRMAS excerpts are 44.1 kHz, 16-bit stereo
 CLIP_S = 3.0
@@ -814,35 +823,58 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
                                f"{done.stderr.strip()}")
         audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
     assert rate == SAMPLE_RATE
-    n_clip = round(CLIP_S * SAMPLE_RATE)
-    rows = []
-    for plan, (target_slot, accomp_slot) in zip(plans, slots):
-        def cut(slot: int, plan: ClipPlan = plan) -> np.ndarray:
-            start = round((slot * SLOT_S + plan.crop_s) * SAMPLE_RATE)
-            piece = audio[start:start + n_clip]
-            return np.pad(piece, ((0, n_clip - len(piece)), (0, 0)))
+    return [write_clip(plan, audio, None if accomp_slot is None else audio, out_dir,
+                       target_at=target_slot * SLOT_S,
+                       accomp_at=0.0 if accomp_slot is None else accomp_slot * SLOT_S)
+            for plan, (target_slot, accomp_slot) in zip(plans, slots)]
 
-        mix = cut(target_slot)
-        if _rms(mix) < 1e-5:
-            raise RuntimeError(f"silent stem for {plan.filename} ({plan.soundfont} program "
-                               f"{plan.program}): the soundfont may lack it")
-        if accomp_slot is not None and plan.snr_db is not None:
-            accomp = cut(accomp_slot)
-            accomp *= _rms(mix) / _rms(accomp) * 10 ** (-plan.snr_db / 20)
-            mix = mix + accomp
-        path = out_dir / plan.code / plan.filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name("." + path.name + ".tmp")
-        sf.write(temp, to_pcm16(mix, plan.peak_dbfs), SAMPLE_RATE, subtype="PCM_16",
-                 format="WAV")
-        os.replace(temp, path)
-        rows.append({"file": f"{plan.code}/{plan.filename}", "class": plan.code,
-                     "soundfont": plan.soundfont, "kind": plan.kind, "program": plan.program,
-                     "style": plan.style, "accompaniment": plan.accompaniment,
-                     "snr_db": "" if plan.snr_db is None else f"{plan.snr_db:.2f}",
-                     "drums": int(plan.drums), "genre": plan.genre, "seed": plan.seed,
-                     "index": plan.index})
+
+def render_batch_stk(plans: list[ClipPlan], out_dir: Path, stk_demo: str) -> list[dict]:
+    """Render a batch of clips with STK's physical models (``scripts/stk_source.py``)."""
+    rows = []
+    for plan in plans:
+        # The instrument choice and its controls come from the clip's own generator too.
+        rng = clip_rng(plan.seed + 1, plan.soundfont, plan.code, plan.index)
+        kwargs = {"sample_rate": SAMPLE_RATE, "ticks_per_s": TICKS_PER_S, "length_s": SLOT_S,
+                  "drum_channel": DRUM_CHANNEL}
+        target = stk_source.render_stem(plan.target_events, rng, stk_demo, **kwargs)
+        accomp = (None if plan.accomp_events is None else
+                  stk_source.render_stem(plan.accomp_events, rng, stk_demo, **kwargs))
+        rows.append(write_clip(plan, target, accomp, out_dir))
     return rows
+
+
+def write_clip(plan: ClipPlan, target: np.ndarray, accomp: np.ndarray | None, out_dir: Path,
+               *, target_at: float = 0.0, accomp_at: float = 0.0) -> dict:
+    """Cut the clip window out of the stems (``[samples, 2]`` audio in which the target and the
+    accompaniment stems start at ``target_at`` / ``accomp_at`` seconds), mix the accompaniment in
+    at the planned ratio, write the wav; return its manifest row."""
+    n_clip = round(CLIP_S * SAMPLE_RATE)
+
+    def cut(audio: np.ndarray, at: float) -> np.ndarray:
+        start = round((at + plan.crop_s) * SAMPLE_RATE)
+        piece = audio[start:start + n_clip]
+        return np.pad(piece, ((0, n_clip - len(piece)), (0, 0)))
+
+    mix = cut(target, target_at)
+    if _rms(mix) < 1e-5:
+        raise RuntimeError(f"silent stem for {plan.filename} ({plan.soundfont} program "
+                           f"{plan.program}): the soundfont may lack it")
+    if accomp is not None and plan.snr_db is not None:
+        part = cut(accomp, accomp_at)
+        part *= _rms(mix) / _rms(part) * 10 ** (-plan.snr_db / 20)
+        mix = mix + part
+    path = out_dir / plan.code / plan.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name("." + path.name + ".tmp")
+    sf.write(temp, to_pcm16(mix, plan.peak_dbfs), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(temp, path)
+    return {"file": f"{plan.code}/{plan.filename}", "class": plan.code,
+            "soundfont": plan.soundfont, "kind": plan.kind, "program": plan.program,
+            "style": plan.style, "accompaniment": plan.accompaniment,
+            "snr_db": "" if plan.snr_db is None else f"{plan.snr_db:.2f}",
+            "drums": int(plan.drums), "genre": plan.genre, "seed": plan.seed,
+            "index": plan.index}
 
 
 def find_soundfont(name: str) -> Path:
@@ -870,17 +902,21 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
            workers: int, classes: Sequence[str] = CLASS_CODES, gain: float = 0.5,
            progress: bool = True) -> list[dict]:
     """Render ``per_class`` clips of every class through every soundfont into ``out``."""
-    fonts = [find_soundfont(s) for s in soundfonts]
+    fonts = [STK if s == "stk" else find_soundfont(s) for s in soundfonts]
     synths = {}
     for font in fonts:
-        name = "timidity" if font.suffix == ".cfg" else "fluidsynth"
+        name, package = (("stk-demo", "stk") if font == STK else
+                         ("timidity", "timidity") if font.suffix == ".cfg" else
+                         ("fluidsynth", "fluidsynth"))
         synths[font] = shutil.which(name)
         if synths[font] is None:
-            fail(f"the `{name}` command is not on PATH (apt install {name})")
+            fail(f"the `{name}` command is not on PATH (apt install {package})")
     jobs = []
     for font in fonts:
-        key = soundfont_key(font)
+        key = "stk" if font == STK else soundfont_key(font)
         for code in classes:
+            if font == STK and code in stk_source.UNRENDERED_CLASSES:
+                continue
             plans = [plan_clip(seed, key, code, i, mix_share) for i in range(per_class)]
             stems = 0
             batch: list[ClipPlan] = []
@@ -897,7 +933,8 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
     started = time.perf_counter()
     total = sum(len(b) for b, _ in jobs)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(render_batch, batch, font, out, synths[font], gain)
+        futures = [pool.submit(render_batch_stk, batch, out, synths[font]) if font == STK else
+                   pool.submit(render_batch, batch, font, out, synths[font], gain)
                    for batch, font in jobs]
         for future in as_completed(futures):
             rows += future.result()
@@ -936,8 +973,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder (IRMAS layout)")
     parser.add_argument("--soundfonts", nargs="+", default=list(DEFAULT_SOUNDFONTS),
-                        help="soundfont names in /usr/share/sounds/sf2, `freepats`, or paths "
-                        f"(default: {' '.join(DEFAULT_SOUNDFONTS)})")
+                        help="soundfont names in /usr/share/sounds/sf2, `freepats`, `stk`, or "
+                        f"paths (default: {' '.join(DEFAULT_SOUNDFONTS)})")
     parser.add_argument("--per-class", type=int, default=200,
                         help="clips per class and soundfont (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -173,3 +173,61 @@ def test_unknown_soundfont_is_one_line_exit_2_and_writes_nothing(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: soundfont 'NoSuchFont' not found")
     assert not out.exists()
+
+
+def test_stk_scores_from_midi_stems(render):
+    stk = sys.modules["stk_source"]  # imported by render_trainset
+    writer = render.MidiWriter(0.0)
+    writer.reset_all()
+    render.setup_channel(writer, np.random.default_rng(0), 0, 42)       # cello
+    writer.note(0.5, 1.0, 0, 48, 100)
+    writer.note(1.5, 0.5, 0, 48, 90)                                     # re-struck
+    render.setup_channel(writer, np.random.default_rng(0), render.DRUM_CHANNEL, 0)
+    writer.note(0.0, 0.1, render.DRUM_CHANNEL, 36, 110)
+    channels = stk.channel_notes(writer.events, render.TICKS_PER_S)
+    assert sorted(channels) == [0, render.DRUM_CHANNEL]   # controllers alone make no channel
+    assert channels[0]["program"] == 42
+    assert channels[0]["notes"] == [(0.5, "on", 48, 100), (1.5, "off", 48, 0),
+                                    (1.5, "on", 48, 90), (2.0, "off", 48, 0)]
+    score = stk.skini_score(channels[0]["notes"], [(2, 70)], end_s=5.6).splitlines()
+    # Delta times in seconds; the note-off comes before the re-strike at the same time; a
+    # final no-op note-off makes the output last to the end of the slot.
+    assert score == ["ControlChange 0.0 1 2 70", "NoteOn 0.500000 1 48 100",
+                     "NoteOff 1.000000 1 48 64", "NoteOn 0.000000 1 48 90",
+                     "NoteOff 0.500000 1 48 64", "NoteOff 3.600000 1 0 0"]
+    # Every program the renderer plays for a class STK renders has an STK instrument.
+    for code, voices in render.CLASS_VOICES.items():
+        if code not in stk.UNRENDERED_CLASSES:
+            assert all(v.program in stk.PROGRAM_INSTRUMENTS for v in voices), code
+    for voices in (render.STRINGS, render.EPIANO, render.BASSES):
+        assert all(v.program in stk.PROGRAM_INSTRUMENTS for v in voices)
+
+
+@pytest.mark.skipif(shutil.which("stk-demo") is None,
+                    reason="needs STK's `stk-demo` program (apt install stk)")
+def test_tiny_render_through_stk(tmp_path):
+    def run(out: Path) -> None:
+        subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", "stk",
+                        "--per-class", "2", "--seed", "4", "--mix-share", "0.5", "--classes",
+                        "cel", "gac", "pia", "--workers", "2", "--quiet"], check=True, timeout=120)
+
+    out = tmp_path / "stk"
+    run(out)
+    excerpts = read_training_set(out)
+    # STK has no acoustic piano: that class is left out, the others are rendered.
+    assert sorted(e.label for e in excerpts) == ["cel", "cel", "gac", "gac"]
+    for excerpt in excerpts:
+        assert excerpt.path.name.startswith("stk-")
+        audio, rate = sf.read(excerpt.path)
+        assert (rate, audio.shape) == (44100, (3 * 44100, 2))
+        assert 0.05 < np.abs(audio).max() <= 0.9
+    # The plan (notes, instruments, controls) is deterministic by seed; STK's noise generators
+    # seed themselves from the clock, so plucked strings and breath noise differ a little
+    # between runs (and so does the peak the clip is normalised to): the same clips, at about
+    # the same level, not the same bytes.
+    again = tmp_path / "again"
+    run(again)
+    assert (out / "manifest.csv").read_text() == (again / "manifest.csv").read_text()
+    for name in _digests(out):
+        first, second = sf.read(out / name)[0], sf.read(again / name)[0]
+        assert abs(20 * np.log10(np.std(first) / np.std(second))) < 3.0, name
