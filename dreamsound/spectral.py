@@ -105,6 +105,12 @@ def slaney_mel_matrix(n_mels: int, n_fft: int, sample_rate: float, fmin: float,
     return weights.T.astype(np.float32)
 
 
+def unlog_mel(log_mel: torch.Tensor, log_offset: float) -> torch.Tensor:
+    """Inverse of ``log(mel + log_offset)``: the mel magnitude, clamped at 0 (the offset makes
+    a small negative value possible after edits in the log domain)."""
+    return torch.clamp(torch.exp(log_mel) - log_offset, min=0.0)
+
+
 @dataclass(frozen=True)
 class FrontEndConfig:
     """Everything that defines a log-mel front-end (all sizes in samples or frames, rates in Hz).
@@ -201,7 +207,7 @@ class LogMelFrontEnd(torch.nn.Module):
 
     def unlog(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`log`: the mel magnitude (clamped at 0)."""
-        return torch.clamp(torch.exp(log_mel) - self.config.log_offset, min=0.0)
+        return unlog_mel(log_mel, self.config.log_offset)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[..., T, n_mels]`` of a waveform ``[..., n]`` (padded here)."""

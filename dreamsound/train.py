@@ -44,7 +44,7 @@ from dreamsound.models.instrument import (
     new_model,
     save_weights_file,
 )
-from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
+from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd, unlog_mel
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def augment(log_mel: torch.Tensor, labels: torch.Tensor, config: Augmentation, o
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
         return low + (high - low) * torch.rand(*shape, generator=generator)
 
-    magnitude = torch.clamp(torch.exp(log_mel) - offset, min=0.0)
+    magnitude = unlog_mel(log_mel, offset)
     if config.mix_prob > 0 and batch > 1:
         partner = torch.randint(0, batch, (batch,), generator=generator)
         use = (torch.rand(batch, generator=generator) < config.mix_prob) & \
@@ -373,7 +373,7 @@ def mixup(log_mel: torch.Tensor, targets: torch.Tensor, config: Augmentation, of
     partner = torch.randperm(batch, generator=generator)
     lam = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha).sample((batch,))
     lam = torch.where(torch.rand(batch, generator=generator) < config.mixup_prob, lam, 1.0)
-    magnitude = torch.clamp(torch.exp(log_mel) - offset, min=0.0)
+    magnitude = unlog_mel(log_mel, offset)
     mixed = lam[:, None, None] * magnitude + (1 - lam[:, None, None]) * magnitude[partner]
     return (torch.log(mixed + offset),
             lam[:, None] * targets + (1 - lam[:, None]) * targets[partner])

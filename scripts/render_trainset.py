@@ -831,12 +831,12 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
 
 def render_batch_stk(plans: list[ClipPlan], out_dir: Path, stk_demo: str) -> list[dict]:
     """Render a batch of clips with STK's physical models (``scripts/stk_source.py``)."""
+    kwargs = {"sample_rate": SAMPLE_RATE, "ticks_per_s": TICKS_PER_S, "length_s": SLOT_S,
+              "drum_channel": DRUM_CHANNEL}
     rows = []
     for plan in plans:
         # The instrument choice and its controls come from the clip's own generator too.
         rng = clip_rng(plan.seed + 1, plan.soundfont, plan.code, plan.index)
-        kwargs = {"sample_rate": SAMPLE_RATE, "ticks_per_s": TICKS_PER_S, "length_s": SLOT_S,
-                  "drum_channel": DRUM_CHANNEL}
         target = stk_source.render_stem(plan.target_events, rng, stk_demo, **kwargs)
         accomp = (None if plan.accomp_events is None else
                   stk_source.render_stem(plan.accomp_events, rng, stk_demo, **kwargs))
@@ -928,6 +928,8 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
                     batch, stems = [], 0
             if batch:
                 jobs.append((batch, font))
+    if not jobs:
+        fail(f"nothing to render: STK has no model for {', '.join(stk_source.UNRENDERED_CLASSES)}")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.perf_counter()

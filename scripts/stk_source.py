@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SKINI_TAIL_S = 1.2  # rendered past the last note so releases ring out, as a soundfont slot does
-
 # GM program -> the STK instruments that may stand for it (one is drawn per stem).
 PROGRAM_INSTRUMENTS: dict[int, tuple[str, ...]] = {
     **{p: ("Rhodey", "Wurley") for p in (0, 1, 2, 4, 5)},   # pianos only as accompaniment
@@ -46,8 +44,8 @@ CONTROLS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "BlowHole": ((2, 40, 90), (4, 0, 40), (11, 0, 60), (1, 0, 30)),   # reed, noise, tonehole
     "Flute": ((2, 40, 90), (4, 0, 50), (11, 20, 70), (1, 0, 40)),     # jet delay, noise, vib
     "Saxofony": ((2, 40, 90), (4, 40, 90), (11, 0, 40), (1, 0, 30)),  # reed, aperture, noise
-    "Brass": ((11, 20, 70), (1, 0, 30)),                              # vibrato only (the others
-    "StifKarp": ((4, 10, 100), (11, 40, 110), (1, 0, 60)),            # change the pitch)
+    "Brass": ((11, 20, 70), (1, 0, 30)),                  # vibrato only: lip/slide move pitch
+    "StifKarp": ((4, 10, 100), (11, 40, 110), (1, 0, 60)),            # pickup, sustain, stretch
     "VoicForm": ((4, 0, 39), (2, 100, 128), (11, 20, 70), (1, 0, 40)),  # vowel, voicing, vib
     "FMVoices": ((2, 0, 128), (4, 0, 128), (11, 20, 70), (1, 0, 40)),
     **{name: _FM for name in ("Rhodey", "Wurley", "BeeThree", "PercFlut", "HevyMetl")},

@@ -231,3 +231,15 @@ def test_tiny_render_through_stk(tmp_path):
     for name in _digests(out):
         first, second = sf.read(out / name)[0], sf.read(again / name)[0]
         assert abs(20 * np.log10(np.std(first) / np.std(second))) < 3.0, name
+
+
+def test_stk_with_only_piano_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    if shutil.which("stk-demo") is None:
+        pytest.skip("needs STK's `stk-demo` program (apt install stk)")
+    out = tmp_path / "set"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", "stk",
+                           "--classes", "pia", "--per-class", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: nothing to render: STK has no model for pia"
+    assert not out.exists()
