@@ -40,6 +40,9 @@ physical and FM models of STK, the Synthesis ToolKit (Debian's ``stk`` package, 
 program; see ``scripts/stk_source.py``). It has no acoustic piano, so ``pia`` is skipped; its
 plucked strings and breath noise are seeded from the clock, so re-renders differ slightly.
 
+Two more independent GM soundfonts come with Debian inside other programs' data packages:
+GeneralUser GS 1.47 (``minuet-data``, found as ``--soundfonts GeneralUser-v1.47``) and A320U
+(``denemo-data``, ``--soundfonts A320U``). Neither shares a sample with FluidR3_GM.
 Any other SoundFont 2 file can be given by path (``--soundfonts path/to/Font.sf2``); the model
 card measures with one more, Merlin Silver, that way. ``scripts/soundfont_overlap.py`` tells
 whether a new soundfont shares samples with the others (GM soundfonts often do).
@@ -86,7 +89,9 @@ import stk_source  # a sibling script, not a package
 
 log = logging.getLogger("render_trainset")
 
-SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
+# Where Debian puts SoundFonts: most in sounds/sf2; GeneralUser GS (package minuet-data) in
+# minuet's own folder.
+SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/minuet/soundfonts"))
 TIMIDITY_DIR = Path("/etc/timidity")  # patch-set configurations (freepats.cfg)
 DEFAULT_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
 STK = Path("stk")  # --soundfonts stk: STK's physical models (scripts/stk_source.py), no soundfont
@@ -883,11 +888,12 @@ def find_soundfont(name: str) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    for candidate in (SOUNDFONT_DIR / name, SOUNDFONT_DIR / f"{name}.sf2",
-                      TIMIDITY_DIR / f"{name}.cfg"):
+    candidates = [folder / file for folder in SOUNDFONT_DIRS for file in (name, f"{name}.sf2")]
+    for candidate in (*candidates, TIMIDITY_DIR / f"{name}.cfg"):
         if candidate.is_file():
             return candidate
-    fail(f"soundfont {name!r} not found (looked in {SOUNDFONT_DIR} and {TIMIDITY_DIR}); install "
+    looked = ", ".join(str(folder) for folder in (*SOUNDFONT_DIRS, TIMIDITY_DIR))
+    fail(f"soundfont {name!r} not found (looked in {looked}); install "
          "fluid-soundfont-gm, timgm6mb-soundfont and csound-soundfont (freepats: timidity and "
          "freepats), or give a path")
 
@@ -975,8 +981,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder (IRMAS layout)")
     parser.add_argument("--soundfonts", nargs="+", default=list(DEFAULT_SOUNDFONTS),
-                        help="soundfont names in /usr/share/sounds/sf2, `freepats`, `stk`, or "
-                        f"paths (default: {' '.join(DEFAULT_SOUNDFONTS)})")
+                        help="soundfont names (looked up in "
+                        f"{' and '.join(str(d) for d in SOUNDFONT_DIRS)}), `freepats`, `stk`, "
+                        f"or paths (default: {' '.join(DEFAULT_SOUNDFONTS)})")
     parser.add_argument("--per-class", type=int, default=200,
                         help="clips per class and soundfont (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -115,3 +115,24 @@ def test_debian_soundfonts(overlap):
     tim = {r["program"]: r for r in rows if r["soundfont"] == "TimGM6mb"}
     for program in (40, 42, 71):
         assert tim[program]["shared"]["sf_GMbank"] == tim[program]["samples"] > 0
+
+
+GENERALUSER = Path("/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2")  # Debian minuet-data
+A320U = SF2_DIR / "A320U.sf2"                                              # Debian denemo-data
+
+
+@pytest.mark.skipif(not all(p.is_file() for p in (GENERALUSER, A320U, SF2_DIR / "FluidR3_GM.sf2")),
+                    reason="GeneralUser GS (minuet-data), A320U (denemo-data) or FluidR3_GM "
+                           "(fluid-soundfont-gm) is not installed")
+def test_generaluser_and_a320u_are_independent_of_fluidr3(overlap):
+    """Why the model card may train on these two for the FluidR3_GM fold: neither shares a single
+    class sample with FluidR3_GM, and they share almost nothing with each other."""
+    rows = overlap.overlap_table([SF2_DIR / "FluidR3_GM.sf2", GENERALUSER, A320U])
+    for font in ("GeneralUser-v1.47", "A320U"):
+        mine = [r for r in rows if r["soundfont"] == font]
+        assert len(mine) == 26 and all(r["samples"] > 0 for r in mine)
+        assert not any(r["shared"]["FluidR3_GM"] for r in mine)
+    a320u = {r["program"]: r["shared"]["GeneralUser-v1.47"] for r in rows
+             if r["soundfont"] == "A320U"}
+    # One jazz-guitar sample and three choir samples, nothing else.
+    assert {p: n for p, n in a320u.items() if n} == {26: 1, 52: 3}
