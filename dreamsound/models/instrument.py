@@ -51,11 +51,11 @@ WEIGHTS = WeightsFile(
     url=None,
     # Digest of the shipped models/instrument_cnn/model.safetensors; retraining the default
     # (command in its MODEL_CARD.md) means updating it here.
-    sha256="f0464f9ff301e09a20c8153c4150b3e84f6fae3a1fa31ac7aa158c13c4a1181a",
+    sha256="f51621bc4ee6925ee3b5f465d4568374d703ca02c2a8897628b04cc4c2ab9070",
     source="ships with dreamsound (models/instrument_cnn/, trained on soundfont-rendered clips)",
     env_var="DREAMSOUND_INSTRUMENT_WEIGHTS",
     packaged="instrument_cnn/model.safetensors",
-    size=1_330_092,
+    size=1_330_284,
 )
 
 
