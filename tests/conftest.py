@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 # Before torch is imported anywhere: see dreamsound/cli.py.
@@ -60,3 +62,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's cache or the network from tests."""
     monkeypatch.setenv("DREAMSOUND_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("DREAMSOUND_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a script from scripts/ by module name (it is not a package). scripts/ goes on the
+    path, so scripts that import their siblings work, and the module is registered by name, as
+    dataclasses need."""
+    folder = str(REPO / "scripts")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import shutil
 import struct
 import subprocess
@@ -23,12 +22,8 @@ FONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 
 
 @pytest.fixture(scope="module")
-def render():
-    spec = importlib.util.spec_from_file_location("render_trainset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["render_trainset"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def render(load_script):
+    return load_script("render_trainset")
 
 
 @pytest.mark.parametrize(("value", "encoded"), [

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "soundfont_distance.py"
 SF2_DIR = Path("/usr/share/sounds/sf2")
 FONTS = ("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2")
 
@@ -20,12 +16,8 @@ needs_fonts = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def distance():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("soundfont_distance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def distance(load_script):
+    return load_script("soundfont_distance")
 
 
 @needs_fonts

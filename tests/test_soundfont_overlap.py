@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "soundfont_overlap.py"
 SF2_DIR = Path("/usr/share/sounds/sf2")
 
 
 @pytest.fixture(scope="module")
-def overlap():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("soundfont_overlap", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def overlap(load_script):
+    return load_script("soundfont_overlap")
 
 
 def _chunk(cid: bytes, payload: bytes) -> bytes:
