@@ -209,6 +209,22 @@ class LogMelFrontEnd(torch.nn.Module):
         """Inverse of :meth:`log`: the mel magnitude (clamped at 0)."""
         return unlog_mel(log_mel, self.config.log_offset)
 
+    @property
+    def floor(self) -> float:
+        """The lowest value :meth:`log` can give (``ln(log_offset)``): the log-mel of silence.
+
+        Front-ends with another log override this with their own floor."""
+        return math.log(self.config.log_offset)
+
+    def mel_db(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """The log-mel as dB of the mel magnitude on this model's own scale.
+
+        Here ``20·log10(mel + log_offset) = log_mel · 20 / ln 10``. Front-ends with another log
+        (power mels, ``log10(1 + C·mel)``, dB with a top-dB clamp) override this; the metrics
+        (:mod:`dreamsound.metrics`) only ever call it, so ``rmse_db`` means the same on every model.
+        """
+        return log_mel * (20.0 / math.log(10.0))
+
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[..., T, n_mels]`` of a waveform ``[..., n]`` (padded here)."""
         return self.log(self.mel(self.stft(self.pad(waveform)).abs()))

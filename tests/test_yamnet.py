@@ -179,7 +179,17 @@ def test_front_end_matches_tensorflow(model, golden, clip):
     reference = golden[f"{clip}__log_mel"]
     assert log_mel.shape == reference.shape
     assert model.front_end.patches(log_mel).shape[0] == golden[f"{clip}__scores"].shape[0]
-    assert _max_abs(log_mel, reference) <= 2e-3
+    # 2e-3 in log units, except in bands within ~3 dB of the log floor (mel < 0.001, next to
+    # the 0.001 offset), where float32 rounding of the frame's loud bins (relative 6e-8 of a
+    # peak ~60, i.e. ~4e-6 absolute) is magnified up to 1,000x by the log: there the mel
+    # magnitude itself must agree to 1e-7 of its frame's peak (a few float32 ulps). The BLAS
+    # kernel (AVX2 vs AVX-512) decides which of the two a quiet band needs.
+    ours, ref = log_mel.double(), torch.from_numpy(reference).double()
+    log_error = (ours - ref).abs()
+    mel_error = (ours.exp() - ref.exp()).abs()
+    frame_peak = ref.exp().amax(dim=-1, keepdim=True)
+    assert bool(((log_error <= 2e-3) | (mel_error <= 1e-7 * frame_peak)).all())
+    assert float(log_error.max()) <= 5e-3  # and nowhere far off even at the floor
 
 
 @pytest.mark.parametrize("clip", CLIPS)

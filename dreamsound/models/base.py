@@ -64,8 +64,9 @@ class AudioClassifier(nn.Module):
     ----------
     name : str
         Registry name (``"yamnet"``, ``"instrument"``, ...).
-    front_end : FrontEndConfig
-        How the waveform becomes log-mel patches.
+    front_end : FrontEndConfig or LogMelFrontEnd
+        How the waveform becomes log-mel patches (a config for the standard front-end, or a
+        front-end object for models with their own conventions).
     network : PatchNetwork
         Patches -> logits, embeddings.
     class_names : sequence of str
@@ -74,11 +75,15 @@ class AudioClassifier(nn.Module):
         Short aliases per class (IRMAS's ``vio``, AudioSet mids, ...) accepted as targets.
     """
 
-    def __init__(self, name: str, front_end: FrontEndConfig, network: PatchNetwork,
-                 class_names: Sequence[str], class_codes: Sequence[str] | None = None):
+    def __init__(self, name: str, front_end: FrontEndConfig | LogMelFrontEnd,
+                 network: PatchNetwork, class_names: Sequence[str],
+                 class_codes: Sequence[str] | None = None):
         super().__init__()
         self.name = name
-        self.front_end = LogMelFrontEnd(front_end)
+        # A config builds the standard front-end; a model with another log or STFT convention
+        # passes its own LogMelFrontEnd subclass.
+        self.front_end = (front_end if isinstance(front_end, LogMelFrontEnd)
+                          else LogMelFrontEnd(front_end))
         self.network = network
         self.class_names = list(class_names)
         self.class_codes = list(class_codes) if class_codes is not None else []
