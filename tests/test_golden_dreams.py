@@ -1,0 +1,114 @@
+"""Golden dreams: the CLI on the debug model gives byte-identical audio and the same report.
+
+The expected values in ``tests/data/golden_dreams.json`` were written by the engine *before* its
+restructuring into ``dreamsound/engine`` (issue 14) and are kept so that any later change to the
+engine that alters what users get shows up here. Regenerate them only for an intended change of
+results: ``DREAMSOUND_WRITE_GOLDEN=1 pytest tests/test_golden_dreams.py``.
+
+Bit-exactness across machines: the dreams run in a subprocess with MKL, oneDNN and ATen pinned to
+their AVX2 code paths, so a machine with AVX-512 rounds exactly like the one that wrote the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden_dreams.json"
+LOOP = str(REPO / "examples" / "loop.wav")
+
+#: name -> CLI arguments (after the input); every case runs on the debug model with a seed.
+CASES: dict[str, list[str]] = {
+    "spectrogram": ["dream", LOOP, "--target", "violin", "--steps", "6", "--seed", "3",
+                    "--max-rmse-db", "2.5", "--jitter", "0.05"],
+    "until": ["dream", LOOP, "--target", "flute", "--steps", "30", "--until", "0.7",
+              "--seed", "1"],
+    "until-rendered": ["dream", LOOP, "--target", "cello", "--steps", "30", "--until", "0.8",
+                       "--until-rendered", "--seed", "2", "--fit-iterations", "5"],
+    "octaves": ["dream", LOOP, "--target", "violin:1,flute:-0.5", "--steps", "3", "--octaves",
+                "2", "--distance-weight", "0.1", "--save-every", "2", "--smooth", "2"],
+    "layer": ["dream", LOOP, "--layer", "conv1", "--channel", "3", "--steps", "4",
+              "--normalize", "max", "--no-limit"],
+    "waveform-filter-add": ["dream", LOOP, "--target", "organ", "--domain", "waveform",
+                            "--rule", "filter-add", "--steps", "4", "--max-rmse-db", "1.5",
+                            "--jitter", "0.02", "--seed", "5"],
+    "waveform-flip": ["dream", LOOP, "--target", "piano", "--domain", "waveform", "--rule",
+                      "filter", "--flip", "--steps", "3"],
+    "noise": ["dream", "noise:1.5s", "--target", "trumpet", "--steps", "5", "--seed", "7"],
+    "top-class": ["dream", LOOP, "--steps", "2", "--gl-iterations", "4"],
+    "sonify": ["sonify", LOOP, "--target", "violin", "--steps", "3"],
+    "sonify-waveform": ["sonify", LOOP, "--layer", "conv2", "--domain", "waveform"],
+}
+
+#: Report keys that depend on the clock or on where the files went.
+_VOLATILE = {"seconds", "seconds_per_step", "outputs"}
+
+_DRIVER = r"""
+import hashlib, json, os, sys
+from pathlib import Path
+from typer.testing import CliRunner
+from dreamsound.cli import app
+
+cases = json.loads(sys.argv[1])
+root = Path(sys.argv[2])
+results = {}
+for name, args in cases.items():
+    out = root / name
+    out.mkdir()
+    run = CliRunner().invoke(app, [*args, "--model", "debug", "--json", "--quiet",
+                                   "--out", str(out) + "/"])
+    if run.exit_code != 0:
+        raise SystemExit(f"{name}: exit {run.exit_code}: {run.output}")
+    report = json.loads(run.stdout)
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(out.iterdir()) if p.suffix == ".wav"}
+    results[name] = {"report": report, "files": files}
+print(json.dumps(results))
+"""
+
+
+def _normalise(report: dict) -> dict:
+    kept = {k: v for k, v in report.items() if k not in _VOLATILE}
+    kept["outputs"] = sorted(Path(p).name for p in _paths(report.get("outputs", {})))
+    # The checkout's location is not part of the result.
+    kept["input"] = kept["input"].replace(str(REPO), "<repo>")
+    return kept
+
+
+def _paths(outputs: dict) -> list[str]:
+    found: list[str] = []
+    for value in outputs.values():
+        found.extend(value if isinstance(value, list) else [value])
+    return found
+
+
+@pytest.fixture(scope="module")
+def dreams(tmp_path_factory) -> dict:
+    env = dict(os.environ, MKL_CBWR="AVX2", ONEDNN_MAX_CPU_ISA="AVX2",
+               ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = tmp_path_factory.mktemp("golden")
+    done = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(CASES), str(root)],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    for entry in results.values():
+        entry["report"] = _normalise(entry["report"])
+    if os.environ.get("DREAMSOUND_WRITE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return results
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dream_matches_golden(dreams, case):
+    expected = json.loads(GOLDEN.read_text())[case]
+    got = dreams[case]
+    assert got["files"] == expected["files"], "written audio differs from the golden bytes"
+    assert set(got["report"]) == set(expected["report"])
+    for key, value in expected["report"].items():
+        assert got["report"][key] == value, key
