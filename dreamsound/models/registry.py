@@ -45,7 +45,8 @@ class ModelSpec:
         ``factory(weights_path_or_None, device) -> AudioClassifier``.
     weights : object, optional
         A :class:`dreamsound.models.weights.WeightsFile` when the model needs a weights file,
-        so ``dreamsound models`` can say whether it is present and ``models fetch`` can get it.
+        or a tuple of them when it needs several (all present or it is "missing"), so
+        ``dreamsound models`` can say whether they are present and ``models fetch`` can get them.
     """
 
     name: str
@@ -60,6 +61,7 @@ _BUILTINS = {
     "instrument": "dreamsound.models.instrument:SPEC",
     "yamnet": "dreamsound.models.yamnet:SPEC",
     "debug": "dreamsound.models.debug:SPEC",
+    "irmas-pons": "dreamsound.models.pons:SPEC",
 }
 #: The model used when none is named.
 DEFAULT_MODEL = "instrument"

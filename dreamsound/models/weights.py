@@ -25,6 +25,15 @@ not checksummed; the model loader validates their layout and shapes.
 Mirrors and tests: ``$DREAMSOUND_DOWNLOAD_BASE`` replaces the download URL with
 ``<base>/<model>/<filename>`` (the cache layout, so a copy of a cache folder served over HTTP is a
 mirror); the ``url=`` keyword of :func:`fetch_weights` / :func:`resolve_weights` overrides both.
+
+Models with several files. A model may need more than one file (``irmas-pons``: Keras weights and
+the training-set mean). Its registry entry is then a tuple of :class:`WeightsFile` (see
+:data:`WeightsFiles`); each file is resolved, checked and downloaded on its own, exactly as above.
+:func:`find_weights` and :func:`fetch_weights` take such a tuple too (so ``dreamsound models`` and
+``models fetch`` need no special case), and :func:`resolve_weights_files` resolves all of them,
+naming *every* missing file in its one-line error. ``--weights PATH`` then names a folder holding
+the files (under their registry names, or the names in their download URLs), or the first file
+with the others beside it.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +68,7 @@ _TRUE = {"1", "true", "yes", "on"}
 
 __all__ = [
     "WeightsFile",
+    "WeightsFiles",
     "cache_dir",
     "cached_path",
     "download_url",
@@ -66,7 +76,9 @@ __all__ = [
     "find_weights",
     "is_offline",
     "resolve_weights",
+    "resolve_weights_files",
     "sha256_file",
+    "weights_files",
 ]
 
 
@@ -103,6 +115,17 @@ class WeightsFile:
     env_var: str
     packaged: str | None = None
     size: int | None = None
+
+
+#: What a model's registry entry names: one file, or a tuple of files that are all needed.
+WeightsFiles = WeightsFile | tuple[WeightsFile, ...]
+
+
+def weights_files(weights: WeightsFiles | None) -> tuple[WeightsFile, ...]:
+    """The files of a registry entry as a tuple (empty for a model that needs none)."""
+    if weights is None:
+        return ()
+    return (weights,) if isinstance(weights, WeightsFile) else tuple(weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,12 +249,17 @@ def _verify(spec: WeightsFile, path: Path, *, fix: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def find_weights(spec: WeightsFile) -> Path | None:
+def find_weights(spec: WeightsFiles) -> Path | None:
     """The file :func:`resolve_weights` would use without downloading, or None (no checks).
 
     Looks at the environment variable, the package and the cache, in that order; only tests
-    that a file exists (no checksum), so listing models stays instant and never raises.
+    that a file exists (no checksum), so listing models stays instant and never raises. For a
+    tuple of files: the first file's path when *every* file is found, else None (a model is
+    only usable with all of them).
     """
+    if not isinstance(spec, WeightsFile):
+        found = [find_weights(one) for one in spec]
+        return found[0] if found and all(p is not None for p in found) else None
     env = os.environ.get(spec.env_var) if spec.env_var else None
     if env:
         path = Path(env).expanduser()
@@ -243,8 +271,11 @@ def find_weights(spec: WeightsFile) -> Path | None:
     return cached if cached.is_file() else None
 
 
-def _missing_message(spec: WeightsFile, why: str, url: str | None) -> str:
-    target = cached_path(spec)
+def _missing_message(spec: WeightsFile, why: str, url: str | None, *,
+                     target: Path | None = None) -> str:
+    """One line: what is missing, why, where it comes from and where to put it (default: the
+    cache)."""
+    target = target if target is not None else cached_path(spec)
     where = f"{spec.source}, {url}" if url else spec.source
     digest = f" (sha256 {spec.sha256})" if spec.sha256 else ""
     env = f", or point ${spec.env_var} at it" if spec.env_var else ""
@@ -309,7 +340,7 @@ def resolve_weights(spec: WeightsFile, explicit: str | Path | None = None, *,
     return _download(spec, source, cached, progress)
 
 
-def fetch_weights(spec: WeightsFile, *, force: bool = False,
+def fetch_weights(spec: WeightsFiles, *, force: bool = False,
                   progress: ProgressCallback | None = None, url: str | None = None) -> Path:
     """Download ``spec``'s file into the cache (``dreamsound models fetch``) and return its path.
 
@@ -318,7 +349,11 @@ def fetch_weights(spec: WeightsFile, *, force: bool = False,
 
     Parameters
     ----------
-    spec : WeightsFile
+    spec : WeightsFile or tuple of WeightsFile
+        One file, or every file of a model that needs several: each is fetched (and checked)
+        on its own, the progress counts their bytes together, and the path returned is the
+        cache folder that holds them (what ``--weights`` takes for such a model). Files that
+        fail are named together in one error; the others stay cached (they passed their check).
     force : bool, optional
         Download even when a good cached copy exists.
     progress : callable, optional
@@ -332,6 +367,8 @@ def fetch_weights(spec: WeightsFile, *, force: bool = False,
         No URL, offline, the download failed, or the checksum does not match (nothing is left in
         the cache then).
     """
+    if not isinstance(spec, WeightsFile):
+        return _fetch_several(tuple(spec), force=force, progress=progress, url=url)
     cached = cached_path(spec)
     if cached.is_file() and not force:
         try:
@@ -346,6 +383,106 @@ def fetch_weights(spec: WeightsFile, *, force: bool = False,
         raise WeightsError(_missing_message(spec, "downloads are off: DREAMSOUND_OFFLINE=1",
                                             source))
     return _download(spec, source, cached, progress)
+
+
+def _fetch_several(files: tuple[WeightsFile, ...], *, force: bool,
+                   progress: ProgressCallback | None, url: str | None) -> Path:
+    """:func:`fetch_weights` for several files; returns the folder holding them."""
+    if not files:
+        raise ValueError("fetch_weights needs at least one WeightsFile")
+    if url is not None and len(files) > 1:
+        raise ValueError("url= names one file; several files come from their registry URLs "
+                         "(or $DREAMSOUND_DOWNLOAD_BASE)")
+    sizes = [f.size for f in files]
+    grand_total = sum(sizes) if all(s is not None for s in sizes) else None  # type: ignore[misc]
+    paths: list[Path] = []
+    errors: list[str] = []
+    offset = 0
+    for one, size in zip(files, sizes, strict=True):
+        def report(done: int, total: int | None, _offset: int = offset) -> None:
+            # One bar for the whole model: bytes of the files before this one count as done.
+            if progress is not None:
+                progress(_offset + done, grand_total if grand_total is not None else total)
+        try:
+            paths.append(fetch_weights(one, force=force, progress=report, url=url))
+        except WeightsError as exc:
+            errors.append(str(exc))
+        offset += size or 0
+    if errors:
+        raise WeightsError("; ".join(errors))
+    folders = {p.parent for p in paths}
+    return folders.pop() if len(folders) == 1 else paths[0]
+
+
+def _named_paths(files: tuple[WeightsFile, ...], explicit: Path) -> tuple[Path, ...]:
+    """Where each of several files is when the user names ``explicit`` (``--weights``).
+
+    A folder holds every file, under its registry name or, failing that, the name in its download
+    URL (a file saved by hand from the official address keeps that name). A file is the first
+    one; the others are beside it, named as in a folder.
+    """
+    folder = explicit if explicit.is_dir() else explicit.parent
+    located: list[Path] = []
+    for index, one in enumerate(files):
+        if index == 0 and not explicit.is_dir():
+            located.append(explicit)
+            continue
+        names = [one.filename]
+        if one.url:
+            names.append(one.url.rstrip("/").rsplit("/", 1)[-1])
+        candidates = [folder / name for name in names]
+        located.append(next((c for c in candidates if c.is_file()), candidates[0]))
+    return tuple(located)
+
+
+def resolve_weights_files(files: Sequence[WeightsFile], explicit: str | Path | None = None, *,
+                          download: bool = True,
+                          progress: ProgressCallback | None = None) -> tuple[Path, ...]:
+    """:func:`resolve_weights` for every file of a model that needs several.
+
+    Parameters
+    ----------
+    files : sequence of WeightsFile
+        The model's registry entries, main file first.
+    explicit : path, optional
+        ``--weights``: a folder holding every file, or the first file with the others beside it
+        (see the module docstring). Such files are the user's own: not checksummed.
+    download, progress
+        As for :func:`resolve_weights` (progress restarts with each file).
+
+    Returns
+    -------
+    tuple of Path
+        One existing file per entry, in order.
+
+    Raises
+    ------
+    WeightsError
+        One line naming *every* file that is missing or fails its checksum, each with its
+        source, URL, sha256 and where to put it.
+    """
+    files = tuple(files)
+    if explicit is not None:
+        given = Path(explicit).expanduser()
+        if not given.exists():
+            raise WeightsError(f"weights path not found: {given} (given with --weights)")
+        named = _named_paths(files, given)
+    else:
+        named = (None,) * len(files)
+    paths: list[Path] = []
+    errors: list[str] = []
+    for one, path in zip(files, named, strict=True):
+        try:
+            if path is not None and not path.exists():
+                raise WeightsError(_missing_message(
+                    one, f"--weights {given} has no {path.name}", download_url(one),
+                    target=path))
+            paths.append(resolve_weights(one, path, download=download, progress=progress))
+        except WeightsError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise WeightsError("; ".join(errors))
+    return tuple(paths)
 
 
 # --------------------------------------------------------------------------------------------
