@@ -1,4 +1,4 @@
-"""Gradient checks of the differentiable front-end (float64, short inputs).
+"""Gradient checks of the differentiable front-end (float64, short inputs), and its band geometry.
 
 Dreams ascend on the waveform *through* the front-end, so its analytic gradient must equal the
 numerical one: :func:`torch.autograd.gradcheck` compares them by finite differences.
@@ -6,6 +6,7 @@ numerical one: :func:`torch.autograd.gradcheck` compares them by finite differen
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,28 @@ def test_front_end_gradcheck_batched_float64(rng):
     assert torch.autograd.gradcheck(front_end, (batch,), eps=1e-6, atol=1e-5, rtol=1e-4)
     # Batched equals one by one.
     torch.testing.assert_close(front_end(batch), torch.stack([front_end(b) for b in batch]))
+
+
+def test_band_centres_hz_are_the_triangles_weighted_mean_frequencies():
+    config = FrontEndConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
+                            n_mels=64, fmin=125.0, fmax=7500.0, log_offset=1e-3,
+                            patch_frames=96, patch_hop_frames=48)
+    front_end = LogMelFrontEnd(config)
+    centres = front_end.band_centres_hz()
+    assert centres.shape == (64,) and centres.dtype == np.float64
+    assert np.all(np.diff(centres) > 0)
+    assert config.fmin < centres[0] and centres[-1] < config.fmax
+    matrix = front_end.mel_matrix.double().numpy()
+    bin_hz = np.linspace(0.0, 8000.0, config.n_bins)
+    np.testing.assert_allclose(centres, (bin_hz @ matrix) / matrix.sum(axis=0))
+
+
+def test_band_centres_hz_of_an_empty_band_is_zero_not_nan():
+    # A 32-point FFT at 8 kHz has 250 Hz bins: the lowest of 20 bands from 0 Hz catch none.
+    front_end = LogMelFrontEnd(FrontEndConfig(
+        sample_rate=8000, n_fft=32, win_length=24, hop_length=8, n_mels=20, fmin=0.0,
+        fmax=4000.0, log_offset=0.01, patch_frames=4, patch_hop_frames=2))
+    empty = front_end.mel_matrix.sum(dim=0).numpy() == 0
+    centres = front_end.band_centres_hz()
+    assert empty.any() and np.all(np.isfinite(centres))
+    assert np.all(centres[empty] == 0.0) and np.all(centres[~empty] > 0.0)

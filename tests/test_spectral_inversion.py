@@ -13,7 +13,6 @@ from dreamsound.spectral import (
     ISTFT_EDGE_FLOOR,
     FrontEndConfig,
     LogMelFrontEnd,
-    _phase_of,
     griffin_lim,
     hann_window,
     istft,
@@ -21,6 +20,7 @@ from dreamsound.spectral import (
     overlap_add,
     stft,
 )
+from dreamsound.spectral.inversion import _phase_of
 
 # (n_fft, win_length, hop_length): YAMNet's geometry (window shorter than the FFT, hop not
 # dividing the window) and a librosa-style one.

@@ -37,12 +37,6 @@ CLASSES = ["low", "mid", "high"]
 EDGES_HZ = (0.0, 500.0, 2000.0, 1e9)
 
 
-def _band_centres_hz() -> np.ndarray:
-    matrix = LogMelFrontEnd(FRONT_END).mel_matrix.double().numpy()  # [bins, bands]
-    bin_hz = np.linspace(0.0, FRONT_END.sample_rate / 2, matrix.shape[0])
-    return (bin_hz @ matrix) / matrix.sum(axis=0)
-
-
 class BandEnergyNetwork(PatchNetwork):
     """Time-average each band, then a fixed linear read-out per frequency region."""
 
@@ -50,7 +44,7 @@ class BandEnergyNetwork(PatchNetwork):
         super().__init__()
         self.pool = nn.Identity()  # a named layer: the time-averaged log-mel [P, bands]
         self.logits = nn.Linear(FRONT_END.n_mels, len(CLASSES))
-        centres = _band_centres_hz()
+        centres = LogMelFrontEnd(FRONT_END).band_centres_hz()  # [bands], Hz
         weight = np.zeros((len(CLASSES), FRONT_END.n_mels))
         for k in range(len(CLASSES)):
             inside = (centres >= EDGES_HZ[k]) & (centres < EDGES_HZ[k + 1])
