@@ -62,6 +62,8 @@ _BUILTINS = {
     "yamnet": "dreamsound.models.yamnet:SPEC",
     "debug": "dreamsound.models.debug:SPEC",
     "irmas-pons": "dreamsound.models.pons:SPEC",
+    "musicnn": "dreamsound.models.musicnn:SPEC",
+    "musicnn-msd": "dreamsound.models.musicnn:MSD_SPEC",
 }
 #: The model used when none is named.
 DEFAULT_MODEL = "instrument"
