@@ -80,6 +80,9 @@ AMIN = 1e-10
 TOP_DB = 80.0
 #: The top-dB clamp in nepers of this front-end's log-mel: ``ln 100``.
 TOP_NEPERS = TOP_DB / FEATURE_DB_PER_NEPER
+#: Log-mel values within this of the clip's floor count as at the floor when inverting
+#: (nepers; 1e-4 = 0.0009 dB, above float32 rounding of values near the floor).
+_CENSORED_NEPERS = 1e-4
 #: Batch-norm epsilon of every branch (the Keras config).
 BN_EPSILON = 1e-3
 N_CLASSES = 11
@@ -260,6 +263,13 @@ class PonsFrontEnd(LogMelFrontEnd):
         → the centring and repetition removed (output sample 0 is input sample 0) → optionally
         :meth:`fit_waveform`.
 
+        Values at the clip's floor (:meth:`relative_floor`, or the absolute :attr:`floor`) are
+        censored: any band power at or below it gives the same log-mel. There the reference's
+        own band power is kept when it is lower, instead of raising every such band to the floor
+        (on a whistle 96 % of the log-mel is at the floor, and raising it adds broadband noise
+        40 dB below the loudest band). So an unchanged log-mel with its reference and
+        ``n_iter=0`` gives the reference back to float rounding.
+
         Parameters
         ----------
         log_mel : Tensor [..., T, 96]
@@ -287,6 +297,11 @@ class PonsFrontEnd(LogMelFrontEnd):
                                      f"log-mel has {log_mel.shape[-2]}")
                 reference = spectrum.real.square() + spectrum.imag.square()
                 reference_phase = spectrum
+                floor = torch.clamp(self.relative_floor(log_mel), min=self.floor)
+                censored = log_mel <= floor + _CENSORED_NEPERS
+                power_mel = torch.where(censored,
+                                        torch.minimum(power_mel, self.power_mel(reference)),
+                                        power_mel)
             power = mel_to_linear(power_mel, self.mel_matrix, reference=reference,
                                   n_iter=mel_iter)
             padded = griffin_lim(power.sqrt(), n_fft=c.n_fft, win_length=c.win_length,
