@@ -10,6 +10,8 @@ import functools
 import hashlib
 import http.server
 import itertools
+import json
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from dreamsound.models.weights import (
     fetch_weights,
     find_weights,
     resolve_weights,
+    resolve_weights_files,
     sha256_file,
 )
 
@@ -342,3 +345,132 @@ def test_packaged_file_is_found_and_checked() -> None:
     assert digest in str(exc.value)
     missing = make_spec(packaged="nowhere/none.safetensors", url=None)
     assert find_weights(missing) is None
+
+
+# -- several files per model (irmas-pons: Keras weights + the training mean) -------------------
+
+PONS_NAMES = ("singlelayer.hdf5", "singlelayer_mean.npy")
+
+
+def _pons_files() -> tuple[WeightsFile, ...]:
+    from dreamsound.models.pons import PONS_MEAN, PONS_WEIGHTS
+
+    return PONS_WEIGHTS, PONS_MEAN
+
+
+@pytest.fixture
+def pons_server(shared: Path, tmp_path: Path, monkeypatch) -> Iterator[_Server]:
+    """Serves copies of ../shared/pons's two files in the cache layout, as a download base."""
+    served = tmp_path / "served" / "irmas-pons"
+    served.mkdir(parents=True)
+    for name in PONS_NAMES:
+        if not (shared / "pons" / name).is_file():
+            pytest.skip(f"../shared/pons/{name} is not available")
+        shutil.copyfile(shared / "pons" / name, served / name)
+    srv = _Server(served.parent)
+    monkeypatch.delenv("DREAMSOUND_OFFLINE", raising=False)
+    monkeypatch.setenv("DREAMSOUND_DOWNLOAD_BASE", srv.base)
+    yield srv
+    srv.close()
+
+
+def test_several_files_offline_names_every_file() -> None:
+    files = _pons_files()
+    with pytest.raises(WeightsError) as exc:
+        resolve_weights_files(files)
+    message = str(exc.value)
+    assert "\n" not in message and message.count("DREAMSOUND_OFFLINE=1") == 2
+    for spec in files:
+        for part in (spec.filename, spec.url, spec.sha256, str(cached_path(spec)),
+                     f"${spec.env_var}", spec.source):
+            assert part in message, part
+    assert "dreamsound models fetch irmas-pons" in message
+    with pytest.raises(WeightsError, match=r"singlelayer_mean\.npy"):
+        fetch_weights(files)
+    assert cache_files() == []
+
+
+def test_fetch_several_files(pons_server: _Server) -> None:
+    files = _pons_files()
+    assert find_weights(files) is None
+    calls: list[tuple[int, int | None]] = []
+    folder = fetch_weights(files, progress=lambda done, total: calls.append((done, total)))
+    assert folder == cache_dir() / "irmas-pons"
+    assert cache_files() == sorted(folder / name for name in PONS_NAMES)
+    for spec in files:
+        assert sha256_file(cached_path(spec)) == spec.sha256
+    total = sum(spec.size for spec in files)
+    assert calls[-1] == (total, total)  # one bar for both files
+    assert all(total_ == total for _, total_ in calls)
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
+    assert find_weights(files) == cached_path(files[0])
+    assert resolve_weights_files(files) == tuple(cached_path(spec) for spec in files)
+    assert fetch_weights(files) == folder  # cached and checked: no new request
+    assert sorted(pons_server.requests) == [f"/irmas-pons/{name}" for name in PONS_NAMES]
+
+
+def test_find_several_files_needs_all_of_them(pons_server: _Server) -> None:
+    files = _pons_files()
+    fetch_weights(files[1])
+    assert find_weights(files[1]) == cached_path(files[1])
+    assert find_weights(files) is None
+
+
+@pytest.mark.parametrize("corrupt", [("singlelayer_mean.npy",), PONS_NAMES])
+def test_fetch_several_with_a_wrong_file_keeps_nothing_bad(
+        pons_server: _Server, tmp_path: Path, corrupt: tuple[str, ...]) -> None:
+    files = _pons_files()
+    for name in corrupt:
+        served = tmp_path / "served" / "irmas-pons" / name
+        data = bytearray(served.read_bytes())
+        data[-1] ^= 0xFF  # same size, another digest
+        served.write_bytes(bytes(data))
+    with pytest.raises(WeightsError) as exc:
+        fetch_weights(files)
+    message = str(exc.value)
+    assert "\n" not in message and message.count("nothing was saved") == len(corrupt)
+    for spec in files:
+        assert (spec.sha256 in message) == (spec.filename in corrupt)
+    good = [cached_path(spec) for spec in files if spec.filename not in corrupt]
+    assert cache_files() == good  # no temp file, no bad file; a good one stays (it passed)
+
+
+def test_weights_option_for_several_files(shared: Path, tmp_path: Path) -> None:
+    files = _pons_files()
+    pons_dir = shared / "pons"
+    folder = tmp_path / "by-hand"
+    folder.mkdir()
+    official = files[0].url.rsplit("/", 1)[-1]  # saved by hand under the URL's name
+    shutil.copyfile(pons_dir / "singlelayer.hdf5", folder / official)
+    shutil.copyfile(pons_dir / "singlelayer_mean.npy", folder / "singlelayer_mean.npy")
+    expected = (folder / official, folder / "singlelayer_mean.npy")
+    assert resolve_weights_files(files, folder) == expected
+    assert resolve_weights_files(files, folder / official) == expected
+    (folder / "singlelayer_mean.npy").unlink()
+    with pytest.raises(WeightsError) as exc:
+        resolve_weights_files(files, folder)
+    message = str(exc.value)
+    assert str(folder / "singlelayer_mean.npy") in message and files[1].url in message
+    assert files[0].filename not in message  # only the missing file is named
+    with pytest.raises(WeightsError, match="not found"):
+        resolve_weights_files(files, tmp_path / "nowhere")
+
+
+def test_models_command_lists_and_fetches_several_files(pons_server: _Server) -> None:
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    runner = CliRunner()
+
+    def present() -> bool:
+        result = runner.invoke(app, ["models", "--json"])
+        assert result.exit_code == 0, result.output
+        return next(r for r in json.loads(result.output) if r["name"] == "irmas-pons")["present"]
+
+    assert not present()
+    result = runner.invoke(app, ["models", "fetch", "irmas-pons", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert str(cache_dir() / "irmas-pons") in result.output.replace("\n", "")
+    assert present()
+    assert len(pons_server.requests) == 2
