@@ -523,3 +523,65 @@ def save_audio(path: PathLike, waveform: Any, sample_rate: int, *,
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise OutputError(f"cannot write {target}: {exc}") from None
     return target
+
+
+# --------------------------------------------------------------------------------------------
+# Peak limiting and silence
+# --------------------------------------------------------------------------------------------
+
+#: Peak of the written audio unless limiting is turned off (dBFS).
+LIMIT_DBFS = -1.0
+
+
+def is_silent(waveform: np.ndarray) -> bool:
+    """True for an empty waveform or one whose peak is below :data:`SILENCE_PEAK`."""
+    return waveform.size == 0 or float(np.max(np.abs(waveform))) < SILENCE_PEAK
+
+
+#: Look-ahead / hold of the peak limiter (seconds): the gain is lowered this long before a peak
+#: and released over the same time after it.
+LIMITER_WINDOW_S = 0.01
+
+
+def limit_peaks(waveform: np.ndarray, sample_rate: int, *, ceiling_dbfs: float = LIMIT_DBFS,
+                window_s: float = LIMITER_WINDOW_S) -> np.ndarray:
+    """A look-ahead peak limiter: no sample above ``ceiling_dbfs``, the rest left at its level.
+
+    Scaling the whole file down by its loudest overshoot (a normaliser) would make a dream that
+    raised a few peaks quieter everywhere, which the model hears too (a log-mel is not scale
+    invariant). Instead the gain needed at each sample, ``min(1, ceiling / |x|)``, is spread by a
+    running minimum over ``±window_s`` and smoothed by a Hann window of the same half-width:
+    every sample within the window of a peak is at most that peak's gain, so the smoothed gain
+    still brings the peak under the ceiling, and the gain changes smoothly (no clicks).
+
+    Parameters
+    ----------
+    waveform : ndarray float32 [n]
+    sample_rate : int
+        Hz.
+    ceiling_dbfs : float
+        Peak ceiling, dBFS (-1 by default).
+    window_s : float
+        Look-ahead and release, seconds.
+
+    Returns
+    -------
+    ndarray float32 [n]
+        Unchanged when its peak is already under the ceiling.
+    """
+    from scipy.ndimage import minimum_filter1d
+
+    data = np.asarray(waveform, dtype=np.float64)
+    ceiling = 10.0 ** (ceiling_dbfs / 20.0)
+    magnitude = np.abs(data)
+    if data.size == 0 or float(magnitude.max()) <= ceiling:
+        return np.asarray(waveform, dtype=np.float32)
+    half = max(1, round(window_s * sample_rate))
+    needed = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-30))
+    held = minimum_filter1d(needed, size=2 * half + 1, mode="nearest")
+    kernel = np.hanning(2 * half + 1)
+    kernel /= kernel.sum()
+    gain = np.convolve(np.pad(held, half, mode="edge"), kernel, mode="valid")
+    limited = data * np.minimum(gain, 1.0)
+    # Float rounding can leave a peak a hair over the ceiling; the clip only catches that.
+    return np.clip(limited, -ceiling, ceiling).astype(np.float32)

@@ -34,6 +34,10 @@ class TargetError(DreamsoundError):
     """A target class or layer name the model does not have."""
 
 
+class ConfigError(DreamsoundError):
+    """A dream setting out of range or inconsistent with another (names the flag)."""
+
+
 class DataError(DreamsoundError):
     """A data set folder that cannot be used (empty, wrong layout, unreadable files)."""
 

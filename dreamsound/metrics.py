@@ -1,16 +1,18 @@
 """The one place dreamsound's metrics are defined (DESIGN.md §3, "Metrics").
 
 Every number the engine, the CLI and the evaluation report print comes from a function here, and
-:data:`METRIC_DEFINITIONS` holds the one-line definitions the CLI shows in ``--help`` and the
-README. No other module may re-implement these formulas.
+:data:`~dreamsound.metric_defs.METRIC_DEFINITIONS` holds the one-line definitions the CLI
+shows in ``--help`` and the README. No other module may re-implement these formulas.
 
 Conventions
 -----------
-* Spectrogram distances are measured on the **model's own mel scale** in dB. A model's log-mel is
-  ``log_mel = ln(mel + log_offset)`` (natural log; YAMNet's ``log_offset`` is 0.001), so the dB
-  value ``20·log10(mel + log_offset)`` is simply ``log_mel · 20 / ln 10``. The ``log_offset`` is
-  the model's own floor: anything quieter than it counts as the floor (−60 dB for 0.001), so
-  differences between near-silent bands do not dominate the distance.
+* Spectrogram distances are measured on the **model's own mel scale** in dB, as the model's
+  front-end converts its log-mel (:meth:`LogMelFrontEnd.mel_db
+  <dreamsound.spectral.LogMelFrontEnd.mel_db>`). For the standard front-end the log-mel is
+  ``ln(mel + log_offset)`` (natural log; YAMNet's ``log_offset`` is 0.001), so the dB value
+  ``20·log10(mel + log_offset)`` is simply ``log_mel · 20 / ln 10``. The offset is the model's
+  own floor: anything quieter counts as the floor (−60 dB for 0.001), so differences between
+  near-silent bands do not dominate the distance.
 * ``mse_db2`` is in dB² (mean of squared dB differences), ``rmse_db`` in dB (its square root).
   Both are reported; they are not interchangeable.
 * Confidences are the model's probabilities (independent sigmoids for the built-in models),
@@ -21,59 +23,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from dreamsound.errors import TargetError
+from dreamsound.metric_defs import METRIC_DEFINITIONS
+
+
+class DbScale(Protocol):
+    """What the distance metrics need of a front-end: its log-mel in dB."""
+
+    def mel_db(self, log_mel: torch.Tensor) -> torch.Tensor: ...
+
+
+__all__ = ["DB_PER_NEPER", "METRIC_DEFINITIONS", "distance_report", "is_success", "mel_db",
+           "mse_db2", "rmse_db", "spectral_convergence_db", "target_confidence", "top_k"]
 
 #: dB per natural-log unit of magnitude: 20 / ln(10) ≈ 8.6859.
 DB_PER_NEPER = 20.0 / math.log(10.0)
-
-# Keep this a plain literal: the CLI reads it with ast.literal_eval, so that --help needs no torch.
-METRIC_DEFINITIONS: dict[str, str] = {
-    "confidence": "target confidence: the model's probability for the target class "
-                  "(sigmoid per patch), averaged over patches; 0..1",
-    "success": "success: the target is the top-1 class of the clip scores "
-               "(or its confidence reaches the given threshold)",
-    "mel_db": "mel dB: 20*log10(mel + log_offset) on the model's own mel scale "
-              "(log_offset is the model's floor, 0.001 = -60 dB for YAMNet)",
-    "mse_db2": "mse_db2: mean over frames and mel bands of the squared difference of the two "
-               "mel-dB spectrograms; dB^2",
-    "rmse_db": "rmse_db: square root of mse_db2; dB (a uniform 6.02 dB change gives 6.02)",
-    "spectral_convergence_db": "spectral convergence: 20*log10(|| |STFT(x)| - S ||_F / || S ||_F)"
-                               " between a waveform's STFT magnitude and the target magnitude S; "
-                               "dB, lower is better",
-}
-
 
 def _as_tensor(values: Any) -> torch.Tensor:
     return values if isinstance(values, torch.Tensor) else torch.as_tensor(values)
 
 
-def mel_db(log_mel: torch.Tensor, *, log_offset: float) -> torch.Tensor:
-    """Mel magnitude in dB on the model's own scale: ``20·log10(mel + log_offset)``.
+def mel_db(log_mel: Any, *, front_end: DbScale) -> torch.Tensor:
+    """A model's log-mel in dB on its own mel scale: ``20·log10(mel + log_offset)`` for the
+    standard front-end (see ``LogMelFrontEnd.mel_db`` in :mod:`dreamsound.spectral`).
 
     Parameters
     ----------
-    log_mel : Tensor [..., T, F]
-        ``ln(mel + log_offset)`` as the model's front-end computes it.
-    log_offset : float
-        The model's floor (``FrontEndConfig.log_offset``, 0.001 for YAMNet). It is already
-        inside ``log_mel``; it is asked for so that callers state which floor the dB values
-        carry (a different floor changes every value) and so that it is checked to be positive.
+    log_mel : Tensor or array [..., T, F]
+        The log-mel as the model's front-end computes it.
+    front_end : LogMelFrontEnd
+        The front-end that made it (its ``mel_db`` says what a dB is on this model).
 
     Returns
     -------
     Tensor [..., T, F]
-        dB values; the floor maps to ``20·log10(log_offset)`` (−60 dB for 0.001).
+        dB values.
     """
-    if not log_offset > 0:
-        raise ValueError(f"log_offset must be > 0, got {log_offset}")
-    return _as_tensor(log_mel) * DB_PER_NEPER
+    return front_end.mel_db(_as_tensor(log_mel))
 
 
-def _db_difference(log_mel_a: Any, log_mel_b: Any, log_offset: float) -> torch.Tensor:
+def _db_difference(log_mel_a: Any, log_mel_b: Any, front_end: DbScale) -> torch.Tensor:
     a, b = _as_tensor(log_mel_a), _as_tensor(log_mel_b)
     if a.shape != b.shape:
         raise ValueError(f"spectrograms differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}; "
@@ -81,22 +74,29 @@ def _db_difference(log_mel_a: Any, log_mel_b: Any, log_offset: float) -> torch.T
     if a.numel() == 0:
         raise ValueError("cannot compare empty spectrograms")
     a64, b64 = a.detach().double(), b.detach().double()
-    return mel_db(a64, log_offset=log_offset) - mel_db(b64, log_offset=log_offset)
+    return mel_db(a64, front_end=front_end) - mel_db(b64, front_end=front_end)
 
 
-def mse_db2(log_mel_a: Any, log_mel_b: Any, *, log_offset: float) -> float:
+def mse_db2(log_mel_a: Any, log_mel_b: Any, *, front_end: DbScale) -> float:
     """Mean of squared differences of two log-mels in dB (:func:`mel_db`): dB².
 
     Both must have the same shape ``[..., T, F]`` (the same model and the same padded length);
     a mismatch raises ``ValueError`` rather than silently trimming, since different frame
     counts mean the two were not analysed alike. Computed in float64.
     """
-    return float(_db_difference(log_mel_a, log_mel_b, log_offset).square().mean())
+    return float(_db_difference(log_mel_a, log_mel_b, front_end).square().mean())
 
 
-def rmse_db(log_mel_a: Any, log_mel_b: Any, *, log_offset: float) -> float:
+def rmse_db(log_mel_a: Any, log_mel_b: Any, *, front_end: DbScale) -> float:
     """Root of :func:`mse_db2`: dB. A uniform gain change of ``g`` dB gives exactly ``g``."""
-    return math.sqrt(mse_db2(log_mel_a, log_mel_b, log_offset=log_offset))
+    return math.sqrt(mse_db2(log_mel_a, log_mel_b, front_end=front_end))
+
+
+def mse_db2_tensor(log_mel_a: torch.Tensor, log_mel_b: torch.Tensor, *,
+                   front_end: DbScale) -> torch.Tensor:
+    """:func:`mse_db2` as a differentiable tensor in the inputs' dtype (the engine's distance
+    penalty); the same formula, so the penalty is exactly the reported ``mse_db2``."""
+    return (front_end.mel_db(log_mel_a) - front_end.mel_db(log_mel_b)).square().mean()
 
 
 def _check_index(index: int, n_classes: int) -> int:
@@ -189,7 +189,7 @@ def spectral_convergence_db(waveform: torch.Tensor, magnitude: torch.Tensor, *, 
 
 
 def distance_report(log_mel_before: Any, log_mel_after: Any, *,
-                    log_offset: float) -> dict[str, float]:
+                    front_end: DbScale) -> dict[str, float]:
     """``{"mse_db2": ..., "rmse_db": ...}`` between two log-mels (see :func:`mse_db2`)."""
-    mse = mse_db2(log_mel_before, log_mel_after, log_offset=log_offset)
+    mse = mse_db2(log_mel_before, log_mel_after, front_end=front_end)
     return {"mse_db2": mse, "rmse_db": math.sqrt(mse)}

@@ -40,13 +40,14 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dreamsound.config import DreamConfig
 from dreamsound.data.irmas import (
     IRMAS_CODES,
     IRMAS_NAMES,
@@ -61,6 +62,7 @@ from dreamsound.errors import (
     OutputError,
     TargetError,
 )
+from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.io_utils import PathLike, atomic_write
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,6 @@ YAMNET_CLASSES: dict[str, str] = {
     "tru": "Trumpet", "vio": "Violin, fiddle", "voi": "Singing",
 }
 
-#: progress(done, total): jobs finished in this run and jobs this run has to do.
-ProgressCallback = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ class _Settings:
     max_steps: int
     class_index: dict[str, int]
     audio_dir: str | None
-    dream_options: dict[str, Any] = field(default_factory=dict)
+    config: DreamConfig = field(default_factory=lambda: protocol_config())
 
 
 def _fit_length(waveform: np.ndarray, n: int) -> np.ndarray:
@@ -354,14 +354,14 @@ def _dream_toward(model: Any, start: np.ndarray, target: str, *, settings: _Sett
     sound, ``rmse_db``/``mse_db2`` from the start to the rendered sound; the engine's figures for
     the ascended spectrogram are kept as ``confidence_after`` and ``rmse_db_spectrogram``.
     """
+    from dreamsound.api import Dreamer
     from dreamsound.audio import save_audio
-    from dreamsound.dream import dream
 
     index = settings.class_index[target]
-    result = dream(start, model=model, target=index, until=settings.threshold,
-                   steps=settings.max_steps, seed=seed, sample_rate=model.sample_rate,
-                   **settings.dream_options)
-    report = result.report
+    config = settings.config.replace(until=settings.threshold, steps=settings.max_steps,
+                                     seed=seed)
+    result = Dreamer(model, config).dream(start, target=index, sample_rate=model.sample_rate)
+    report = result.report.to_json()
     confidence = _finite(report.get("confidence_rendered"))
     top = report.get("top_rendered") or [{}]
     entry = {
@@ -401,7 +401,7 @@ def run_job(job: Job, *, model: Any, settings: _Settings) -> dict[str, Any]:
     else is a bug and propagates.
     """
     from dreamsound.audio import load_audio
-    from dreamsound.dream import generate_start
+    from dreamsound.inputs import generate_start
     from dreamsound.metrics import distance_report
 
     rate = model.sample_rate
@@ -419,7 +419,7 @@ def run_job(job: Job, *, model: Any, settings: _Settings) -> dict[str, Any]:
             # like with like.
             between = distance_report(results["correct"].spectrograms["rendered"],
                                       results["wrong"].spectrograms["rendered"],
-                                      log_offset=model.front_end.config.log_offset)
+                                      front_end=model.front_end)
             return {"job": job.job, "kind": "clip", "file": job.rel, "true": job.true,
                     "labels": list(job.labels), "seconds": waveform.shape[0] / rate,
                     "confidence_true_before": entries["correct"]["confidence_before"],
@@ -605,7 +605,7 @@ def evaluate(
     noise: bool = True,
     keep_audio: bool = False,
     workers: int = 1,
-    dream_options: Mapping[str, Any] | None = None,
+    config: DreamConfig | None = None,
     command: str | None = None,
     progress: ProgressCallback | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -641,12 +641,13 @@ def evaluate(
     workers : int
         Worker processes; each loads the model once and uses one torch thread. 1 runs in this
         process.
-    dream_options : dict, optional
-        More keyword arguments for :func:`dreamsound.dream.dream` (domain, learning rate, ...).
+    config : DreamConfig, optional
+        How to dream (domain, step size, ...; default :func:`protocol_config`). The experiment
+        sets ``until`` (the threshold), ``steps`` (``max_steps``) and the seed of every job.
     command : str, optional
         The command line to print in the report (default: the equivalent Python call).
-    progress : callable, optional
-        ``progress(done, total)`` after each job this call runs.
+    progress : callable(ProgressEvent), optional
+        After each job this call runs (stage ``"evaluate"``, ``step`` jobs done of ``total``).
     on_record : callable, optional
         Called with each new record after it is safely in the results file (raising from it
         stops the run there, as an interruption would).
@@ -667,9 +668,9 @@ def evaluate(
         ``out`` cannot be written, or holds results of a run with other settings.
     """
     from dreamsound import __version__
-    from dreamsound.metrics import METRIC_DEFINITIONS
+    from dreamsound.experiments.report import summarize, write_report
+    from dreamsound.metric_defs import METRIC_DEFINITIONS
     from dreamsound.models.registry import load_model, resolve_device
-    from dreamsound.report import summarize, write_report
 
     if not 0.0 < threshold < 1.0:
         raise DreamsoundError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
@@ -677,7 +678,8 @@ def evaluate(
         raise DreamsoundError(f"--max-steps must be at least 1, got {max_steps}")
     if workers < 1:
         raise DreamsoundError(f"--workers must be at least 1, got {workers}")
-    options = _check_dream_options(dream_options, threshold=threshold, max_steps=max_steps)
+    config = (config if config is not None else protocol_config()).replace(
+        until=threshold, steps=max_steps)
 
     clips = list_clips(data_dir)
     selected = select_clips(clips, per_class=per_class, seed=seed)
@@ -696,7 +698,7 @@ def evaluate(
                     "model_sha256": _model_digest(net), "per_class": per_class, "seed": seed,
                     "threshold": threshold,
                     "max_steps": max_steps, "noise": noise, "classes": classes,
-                    "dream_options": options}
+                    "dream_config": config.to_json()}
     _check_run_file(folder, run_settings)
     results_path = folder / RESULTS_FILE
     job_ids = {job.job for job in jobs}
@@ -708,7 +710,7 @@ def evaluate(
 
     settings = _Settings(threshold=threshold, max_steps=max_steps, class_index=index,
                          audio_dir=str(folder / "audio") if keep_audio else None,
-                         dream_options=options)
+                         config=config)
     ran = _run_jobs(pending, net=net, model=model, weights=weights, device=str(dev),
                     settings=settings, workers=workers, results_path=results_path,
                     progress=progress, on_record=on_record)
@@ -724,7 +726,7 @@ def evaluate(
             "weights": run_settings["weights"], "model_sha256": run_settings["model_sha256"],
             "data_dir": data_root,
             "per_class": per_class, "seed": seed, "threshold": threshold,
-            "max_steps": max_steps, "noise": noise, "dream_options": options,
+            "max_steps": max_steps, "noise": noise, "dream_config": config.to_json(),
             "classes": classes, "class_names": {c: net.class_names[i] for c, i in index.items()},
             "class_indices": index, "jobs": len(jobs), "complete": len(records) == len(jobs),
             "version": __version__, "metric_definitions": dict(METRIC_DEFINITIONS)}
@@ -735,36 +737,19 @@ def evaluate(
                       info=info)
 
 
-#: dream() arguments the experiment sets itself, per job.
-_OWN_DREAM_ARGS = ("model", "target", "until", "steps", "seed", "sample_rate", "layer",
-                   "channel", "weights", "device", "progress", "on_snapshot", "on_gradient",
-                   "snapshot_every")
+def protocol_config(*, domain: str = "spectrogram", step_size: float | None = None
+                    ) -> DreamConfig:
+    """The probing protocol's dream settings.
 
-
-def _check_dream_options(options: Mapping[str, Any] | None, *, threshold: float,
-                         max_steps: int) -> dict[str, Any]:
-    """Check the extra dream options once, up front, so a typo fails the run at once instead
-    of turning every job into an error record."""
-    import dataclasses
-    import inspect
-
-    from dreamsound.dream import DreamSettings, dream
-
-    # The experiment judges the audio as written, so by default a dream only stops once the
-    # rendered file (re-analysed) reaches the threshold too, with finer spectrogram steps
-    # (0.1 dB) that land closer to the original.
-    options = {"until_rendered": True, **(options or {})}
-    if options.get("domain", "spectrogram") == "spectrogram":
-        options.setdefault("step_size", 0.1)
-    accepted = set(inspect.signature(dream).parameters) - {"audio", *_OWN_DREAM_ARGS}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise DreamsoundError(f"unknown dream option(s) {', '.join(unknown)}; evaluate accepts "
-                              f"{', '.join(sorted(accepted))}")
-    fields = {f.name for f in dataclasses.fields(DreamSettings)}
-    DreamSettings(**{k: v for k, v in options.items() if k in fields}, until=threshold,
-                  steps=max_steps).check()
-    return options
+    The experiment judges the audio as written, so a dream only stops once the rendered file
+    (re-analysed) reaches the threshold too (``until_rendered``), with finer spectrogram steps
+    (0.1 dB unless given) that land closer to the original. ``until`` and ``steps`` are set by
+    :func:`evaluate` from its threshold and step limit.
+    """
+    if step_size is None and domain == "spectrogram":
+        step_size = 0.1
+    return DreamConfig(domain=domain, step_size=step_size, until=DEFAULT_THRESHOLD,
+                       until_rendered=True)
 
 
 def _run_jobs(pending: Sequence[Job], *, net: Any, model: str, weights: PathLike | None,
@@ -782,13 +767,14 @@ def _run_jobs(pending: Sequence[Job], *, net: Any, model: str, weights: PathLike
         writer.append(record)
         done += 1
         if progress is not None:
-            progress(done, len(pending))
+            progress(ProgressEvent(stage="evaluate", step=done, total=len(pending),
+                                   message=record["job"]))
         if on_record is not None:
             on_record(record)
 
     try:
         if progress is not None:
-            progress(0, len(pending))
+            progress(ProgressEvent(stage="evaluate", step=0, total=len(pending)))
         if workers == 1 or len(pending) == 1:
             for job in pending:
                 finish(run_job(job, model=net, settings=settings))
@@ -818,8 +804,3 @@ def _run_pool(pending: Sequence[Job], *, model: str, weights: PathLike | None, d
     finally:
         # On an error or an interruption, drop the queued jobs; what finished is in the file.
         executor.shutdown(wait=True, cancel_futures=True)
-
-
-def job_to_json(job: Job) -> dict[str, Any]:
-    """A job as a plain dict (for logs and tests)."""
-    return {"type": type(job).__name__, **asdict(job)}

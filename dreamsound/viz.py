@@ -1,4 +1,4 @@
-"""Spectrogram pictures of a dream: original, dreamed, difference and gradient, in one PNG.
+"""Figures: a dream's spectrograms (original, dreamed, difference, gradient) in one PNG.
 
 All four panels are on the model's own mel scale (what the model hears), with time in seconds
 and frequency in Hz (each row is one mel band, labelled with its centre frequency). Levels are in
@@ -18,7 +18,7 @@ from dreamsound import metrics
 from dreamsound.io_utils import atomic_write
 
 if TYPE_CHECKING:
-    from dreamsound.dream import DreamResult
+    from dreamsound.engine.result import DreamResult
 
 #: Dynamic range shown in the level panels, dB below the loudest value.
 TOP_DB = 80.0
@@ -66,10 +66,10 @@ def plot_dream(result: DreamResult, path: str | Path, *, inputs: Sequence[str | 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    report = result.report
-    log_offset = result.log_offset
-    original = metrics.mel_db(result.spectrograms["original"], log_offset=log_offset).numpy()
-    dreamed = metrics.mel_db(result.spectrograms["rendered"], log_offset=log_offset).numpy()
+    report = result.report.to_json()
+    scale = result.front_end
+    original = metrics.mel_db(result.spectrograms["original"], front_end=scale).numpy()
+    dreamed = metrics.mel_db(result.spectrograms["rendered"], front_end=scale).numpy()
     difference = dreamed - original
     gradient = np.asarray(result.spectrograms["gradient"], dtype=np.float64)
 
@@ -97,7 +97,7 @@ def plot_dream(result: DreamResult, path: str | Path, *, inputs: Sequence[str | 
                cmap="RdBu_r", vmin=-g_span, vmax=g_span, unit="d objective / d log-mel",
                fig=fig, **common)
     else:
-        g_db = metrics.mel_db(gradient, log_offset=log_offset).numpy()
+        g_db = metrics.mel_db(gradient, front_end=scale).numpy()
         _panel(axes[1, 1], g_db, title="gradient waveform (first step)", cmap="magma",
                vmin=float(g_db.max()) - TOP_DB, vmax=float(g_db.max()), unit="dB", fig=fig,
                **common)

@@ -1,15 +1,13 @@
-"""What does a model hear in a sound? Clip-level and per-patch scores."""
+"""What a model hears in a sound: clip-level and per-patch scores (:class:`Classification`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from dreamsound.models.base import AudioClassifier
-from dreamsound.models.registry import DEFAULT_MODEL, load_model
 
 
 @dataclass
@@ -55,39 +53,14 @@ class Classification:
         return out
 
 
-def classify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEFAULT_MODEL,
-             weights: str | Path | None = None, device: str | None = None,
-             sample_rate: int | None = None,
-             max_seconds: float | None = 600.0) -> Classification:
-    """Classify a sound file or waveform.
-
-    Parameters
-    ----------
-    audio : path or ndarray [n]
-        A sound file (any format :func:`dreamsound.audio.load_audio` reads), or a mono float
-        waveform at ``sample_rate`` Hz (the model's rate when None).
-    model : str or AudioClassifier
-        A registry name or an already loaded model.
-    weights, device
-        Passed to :func:`dreamsound.load_model` when ``model`` is a name.
-    max_seconds : float or None
-        Refuse longer files (None: no limit).
-    """
-    from dreamsound.audio import load_audio, validate_waveform
-
-    net = model if isinstance(model, AudioClassifier) else load_model(model, weights, device)
-    if isinstance(audio, np.ndarray):
-        waveform = validate_waveform(audio, what="input waveform")
-        if sample_rate is not None and sample_rate != net.sample_rate:
-            from dreamsound.audio import resample
-
-            waveform = resample(waveform, sample_rate, net.sample_rate)
-    else:
-        waveform = load_audio(audio, sample_rate=net.sample_rate, max_seconds=max_seconds)
+def classify_waveform(model: AudioClassifier, waveform: np.ndarray) -> Classification:
+    """Scores of a mono float32 waveform ``[n]`` at the model's rate (see
+    :func:`dreamsound.classify` for files, arrays at other rates and generated starts)."""
     with torch.inference_mode():
-        out = net(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(net.device))
+        out = model(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(
+            model.device))
     frame_scores = out.scores.float().cpu().numpy()
-    hop_s = net.front_end.config.patch_hop_samples / net.sample_rate
-    return Classification(model=net.name, class_names=list(net.class_names),
+    hop_s = model.front_end.config.patch_hop_samples / model.sample_rate
+    return Classification(model=model.name, class_names=list(model.class_names),
                           scores=frame_scores.mean(axis=0), frame_scores=frame_scores,
                           frame_starts_s=np.arange(len(frame_scores)) * hop_s)

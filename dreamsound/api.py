@@ -1,0 +1,450 @@
+"""The Python API: a :class:`Dreamer` holds a loaded model and a :class:`DreamConfig` and runs
+dreams, sonifications and classifications; :func:`dream`, :func:`sonify` and :func:`classify`
+are one-shot wrappers with the keyword names of the command line.
+
+Everything here composes the engine's parts (:mod:`dreamsound.engine`): it loads the input,
+builds the objective and the domain, runs the one ascent loop, renders, and judges the result
+with the dream's own model. It writes no files (see :mod:`dreamsound.outputs`) and never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamsound.audio import DEFAULT_MAX_SECONDS, is_silent, limit_peaks
+from dreamsound.classification import Classification, classify_waveform
+from dreamsound.config import DreamConfig
+from dreamsound.engine.domains import Domain, SpectrogramDomain, WaveformDomain
+from dreamsound.engine.judge import Analysis, Judge
+from dreamsound.engine.loop import Ascent, Hooks, ascend
+from dreamsound.engine.objectives import Objective, TargetTerm, build_objective
+from dreamsound.engine.result import DreamReport, DreamResult
+from dreamsound.errors import AudioError, DreamsoundError, TargetError
+from dreamsound.events import ProgressCallback
+from dreamsound.inputs import LoadedInput, load_input, match_length
+from dreamsound.models.base import AudioClassifier
+from dreamsound.models.registry import DEFAULT_MODEL, load_model
+from dreamsound.sonification import gradient_to_audio, join_segments
+
+log = logging.getLogger(__name__)
+
+Target = str | int | Sequence[Any] | Mapping[str, float]
+#: ``on_snapshot(step, audio ndarray [n])``: the dream as sound every ``snapshot_every`` steps.
+SnapshotCallback = Callable[[int, np.ndarray], None]
+
+
+@dataclass
+class SonifyResult:
+    """What :meth:`Dreamer.sonify` gives back.
+
+    Attributes
+    ----------
+    audio : ndarray float32 [steps * n]
+        The sonified gradients, one segment per step, concatenated.
+    sample_rate : int
+        Hz (the model's rate).
+    segments : list of ndarray float32 [n]
+        Each step's sonification (peak -1 dBFS each).
+    spectrograms : dict of str -> ndarray
+        ``"original"``: the input's log-mel ``[T, F]``; ``"gradients"``: ``[steps, T, F]``, the
+        log-mel-domain gradients (spectrogram domain) or the log-mel of each gradient waveform.
+    report : dict
+        ``model``, ``input``, ``objective``, ``target``, ``layer``, ``channel``, ``domain``,
+        ``steps``, ``seconds``, ``sample_rate``, ``duration_s``, ``outputs``.
+    input_path : Path or None
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    segments: list[np.ndarray]
+    spectrograms: dict[str, np.ndarray]
+    report: dict
+    input_path: Path | None = None
+
+
+class Dreamer:
+    """A loaded model and a dream configuration, reused for many sounds.
+
+    Parameters
+    ----------
+    model : str or AudioClassifier
+        Registry name (default ``"instrument"``) or a loaded model.
+    config : DreamConfig, optional
+        How to dream (default: :class:`DreamConfig` ()).
+    weights, device
+        For :func:`dreamsound.load_model` when ``model`` is a name.
+    """
+
+    def __init__(self, model: str | AudioClassifier = DEFAULT_MODEL,
+                 config: DreamConfig | None = None, *, weights: str | Path | None = None,
+                 device: str | None = None):
+        self.model = model if isinstance(model, AudioClassifier) \
+            else load_model(model, weights, device)
+        self.config = config if config is not None else DreamConfig()
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def load(self, audio: str | Path | np.ndarray, *, sample_rate: int | None = None,
+             max_seconds: float | None = DEFAULT_MAX_SECONDS) -> LoadedInput:
+        """Any accepted sound at the model's rate (see :func:`dreamsound.inputs.load_input`)."""
+        return load_input(audio, sample_rate=self.model.sample_rate, input_rate=sample_rate,
+                          seed=self.config.seed, max_seconds=max_seconds)
+
+    # -- dream ------------------------------------------------------------------------------------
+    def dream(self, audio: str | Path | np.ndarray, *, target: Target | None = None,
+              layer: str | None = None, channel: int | None = None,
+              target_sound: str | Path | np.ndarray | None = None,
+              sample_rate: int | None = None, progress: ProgressCallback | None = None,
+              on_snapshot: SnapshotCallback | None = None,
+              on_gradient: Callable[[int, torch.Tensor], None] | None = None) -> DreamResult:
+        """Dream a sound toward a class (or a layer's activation energy).
+
+        Parameters
+        ----------
+        audio : path, str or ndarray [n]
+            A sound file; a generated start ``"noise:3s"``, ``"silence:2s"``,
+            ``"sine:440:2s"``; or a mono float waveform at ``sample_rate`` Hz.
+        target : str, int, mapping or sequence, optional
+            Class(es) to ascend: ``"violin"``, ``"violin:1,flute:0.5"``, ``{"violin": 1}``.
+            With neither ``target`` nor ``layer``: the input's own top class.
+        layer, channel : str, int, optional
+            Ascend this named layer's activation energy (one channel of it) instead.
+        target_sound : path or ndarray, optional
+            The second sound of the waveform ``target`` rule (looped or trimmed to length).
+        sample_rate : int, optional
+            Rate of an ndarray ``audio`` (default: the model's rate).
+        progress : callable(ProgressEvent), optional
+            After each step.
+        on_snapshot : callable(step, audio ndarray [n]), optional
+            Every ``config.snapshot_every`` steps.
+        on_gradient : callable(step, gradient Tensor), optional
+            The raw gradient of each step.
+        """
+        started = time.perf_counter()
+        c = self.config
+        _check_request(c, target=target, layer=layer, target_sound=target_sound)
+        source = self.load(audio, sample_rate=sample_rate)
+        silent = is_silent(source.waveform)
+        if silent:
+            log.warning("%s is silent: dreaming from silence (random initial phase)",
+                        source.label)
+            if c.domain == "waveform":
+                raise AudioError(f"{source.label}: is silent; the waveform domain cannot grow a "
+                                 "sound from digital silence (its gradient is zero). Use "
+                                 "--domain spectrogram or start from noise (noise:3s)")
+        net = self.model
+        wave = torch.from_numpy(source.waveform).to(net.device)
+        domain = self._domain(wave, silent, target_sound, sample_rate)
+        objective = build_objective(net, domain.original, target=target, layer=layer,
+                                    channel=channel)
+        snapshots: list[tuple[int, np.ndarray]] = []
+        hooks = Hooks(progress=progress, on_gradient=on_gradient,
+                      on_snapshot=self._snapshot_keeper(snapshots, on_snapshot)
+                      if c.snapshot_every else None)
+        judge = Judge(net, objective)
+        before = judge.analyse(domain.original)
+        ascent = ascend(domain, objective, c, generator=torch.Generator().manual_seed(c.seed),
+                        hooks=hooks)
+        dreamed_log_mel, dreamed_wave = domain.finish(ascent.param)
+        rendered = domain.render(dreamed_log_mel, dreamed_wave, ascent.steps)
+        after = judge.analyse(dreamed_log_mel)
+        audio_out = self._limited(rendered)
+        heard, rendered_log_mel = judge.analyse_waveform(
+            audio_out, n_frames=domain.original.shape[-2])
+        gradient = ascent.first_gradient
+        if gradient is None:  # zero steps: the gradient at the original, for the outputs
+            gradient = _gradient_at(domain, objective)
+        report = self._report(source, objective, ascent, (before, after, heard),
+                              (domain.original, dreamed_log_mel, rendered_log_mel),
+                              layer=layer, channel=channel, target=target, started=started)
+        cfg = net.front_end.config
+        return DreamResult(
+            audio=audio_out, sample_rate=net.sample_rate, original=source.waveform,
+            gradient_audio=gradient_to_audio(gradient, model=net, domain=c.domain,
+                                             reference=None if silent else wave,
+                                             length=wave.shape[-1], seed=c.seed),
+            spectrograms={"original": domain.original.cpu().numpy(),
+                          "dreamed": dreamed_log_mel.cpu().numpy(),
+                          "rendered": rendered_log_mel.cpu().numpy(),
+                          "gradient": self._gradient_view(gradient)},
+            frame_rate=cfg.sample_rate / cfg.hop_length,
+            band_hz=net.front_end.band_centres_hz(), report=report,
+            gradient=gradient.cpu().numpy(), front_end=net.front_end,
+            input_path=source.path, snapshots=snapshots)
+
+    def _domain(self, wave: torch.Tensor, silent: bool,
+                target_sound: str | Path | np.ndarray | None,
+                sample_rate: int | None) -> Domain:
+        if self.config.domain == "spectrogram":
+            return SpectrogramDomain(self.model, self.config, wave, silent=silent)
+        second = None
+        if target_sound is not None:
+            second = self._target_sound(target_sound, wave, sample_rate)
+        return WaveformDomain(self.model, self.config, wave, target_sound=second)
+
+    def _target_sound(self, sound: str | Path | np.ndarray, wave: torch.Tensor,
+                      sample_rate: int | None) -> torch.Tensor:
+        """The target rule's second sound: looped or trimmed to the input, loudness-matched so
+        step sizes mean the same with every target sound."""
+        loaded = self.load(sound, sample_rate=sample_rate).waveform
+        loaded = match_length(loaded, wave.shape[-1])
+        if is_silent(loaded):
+            raise AudioError("the target sound is silent; its mask would be empty")
+        input_rms = max(float(np.sqrt(np.mean(wave.cpu().numpy().astype(np.float64) ** 2))),
+                        1e-3)
+        target_rms = float(np.sqrt(np.mean(loaded.astype(np.float64) ** 2)))
+        scaled = (loaded * (input_rms / target_rms)).astype(np.float32)
+        return torch.from_numpy(scaled).to(self.model.device)
+
+    def _limited(self, audio: torch.Tensor) -> np.ndarray:
+        """The rendered audio as float32 samples, checked and (unless asked not to) limited."""
+        samples = audio.detach().cpu().numpy().astype(np.float32)
+        if not np.isfinite(samples).all():
+            raise DreamsoundError("the rendered audio holds NaN/Inf samples; lower --step-size")
+        return limit_peaks(samples, self.model.sample_rate) if self.config.limit else samples
+
+    def _snapshot_keeper(self, snapshots: list[tuple[int, np.ndarray]],
+                         on_snapshot: SnapshotCallback | None
+                         ) -> Callable[[int, torch.Tensor], None]:
+        def keep(step: int, audio: torch.Tensor) -> None:
+            samples = audio.detach().cpu().numpy().astype(np.float32)
+            if self.config.limit and np.isfinite(samples).all():
+                samples = limit_peaks(samples, self.model.sample_rate)
+            snapshots.append((step, samples))
+            if on_snapshot is not None:
+                on_snapshot(step, samples)
+        return keep
+
+    def _gradient_view(self, gradient: torch.Tensor) -> np.ndarray:
+        """The first gradient as a log-mel-shaped array (waveform: the log-mel of it)."""
+        if self.config.domain == "spectrogram":
+            return gradient.cpu().numpy()
+        with torch.no_grad():
+            peak = gradient.abs().max().clamp(min=torch.finfo(gradient.dtype).tiny)
+            return self.model.log_mel(gradient / peak).cpu().numpy()
+
+    def _report(self, source: LoadedInput, objective: Objective, ascent: Ascent,
+                analyses: tuple[Analysis, Analysis, Analysis],
+                log_mels: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *,
+                layer: str | None, channel: int | None, target: Target | None,
+                started: float) -> DreamReport:
+        from dreamsound import metrics
+
+        before, after, heard = analyses
+        original, dreamed, rendered = log_mels
+        c, net = self.config, self.model
+        fe = net.front_end
+        kind = "layer" if layer is not None else "target" if target is not None else "top-class"
+        return DreamReport(
+            model=net.name, input=source.label, objective=kind,
+            target=" + ".join(t.name for t in objective.targets) if objective.targets else None,
+            targets=[{"name": t.name, "index": t.index, "weight": t.weight,
+                      "confidence_before": before.confidences[i],
+                      "confidence_after": after.confidences[i],
+                      "confidence_rendered": heard.confidences[i]}
+                     for i, t in enumerate(objective.targets)],
+            layer=layer, channel=channel, domain=c.domain,
+            rule=c.rule if c.domain == "waveform" else None, flip=c.flip,
+            steps=ascent.steps, steps_requested=c.steps, stopped=ascent.stopped,
+            seconds=time.perf_counter() - started,
+            seconds_per_step=(float(np.mean(ascent.step_seconds)) if ascent.step_seconds
+                              else None),
+            confidence_before=before.confidence, confidence_after=after.confidence,
+            confidence_rendered=heard.confidence, rendered_from="memory",
+            success_after=after.success, success_rendered=heard.success,
+            top_before=before.top, top_after=after.top, top_rendered=heard.top,
+            objective_before=before.objective, objective_after=after.objective,
+            rmse_db=metrics.rmse_db(original, dreamed, front_end=fe),
+            mse_db2=metrics.mse_db2(original, dreamed, front_end=fe),
+            rmse_db_rendered=metrics.rmse_db(original, rendered, front_end=fe),
+            mse_db2_rendered=metrics.mse_db2(original, rendered, front_end=fe),
+            sample_rate=net.sample_rate, duration_s=source.waveform.shape[0] / net.sample_rate,
+            settings=c.to_json())
+
+    # -- judging the written file -------------------------------------------------------------
+    def judge_written(self, result: DreamResult, path: str | Path) -> DreamResult:
+        """The result with its ``*_rendered`` numbers measured on the file as written.
+
+        The file is re-loaded (decoded, resampled to the model's rate) and re-analysed, so
+        ``confidence_rendered`` is what a listener gets after quantisation to the file's sample
+        format (``rendered_from = "file"``), and ``spectrograms["rendered"]`` is the file's
+        log-mel. Returns a new result; ``result`` is not changed.
+        """
+        from dreamsound import metrics
+        from dreamsound.audio import load_audio
+
+        report = result.report
+        net = self.model
+        reloaded = load_audio(path, sample_rate=net.sample_rate, allow_silence=True,
+                              max_seconds=None)
+        targets = [TargetTerm(t["index"], t["name"], t["weight"], t["name"])
+                   for t in report.targets]
+        objective = Objective(net, targets=targets) if report.layer is None else \
+            Objective(net, layer=report.layer, channel=report.channel)
+        original = torch.from_numpy(result.spectrograms["original"])
+        heard, log_mel = Judge(net, objective).analyse_waveform(
+            reloaded, n_frames=original.shape[-2])
+        log_mel = log_mel.cpu()
+        targets_json = [{**entry, "confidence_rendered": heard.confidences[i]}
+                        for i, entry in enumerate(report.targets)]
+        judged = report.replace(
+            confidence_rendered=heard.confidence, top_rendered=heard.top,
+            success_rendered=heard.success, targets=targets_json,
+            rmse_db_rendered=metrics.rmse_db(original, log_mel, front_end=net.front_end),
+            mse_db2_rendered=metrics.mse_db2(original, log_mel, front_end=net.front_end),
+            rendered_from="file")
+        spectrograms = {**result.spectrograms, "rendered": log_mel.numpy()}
+        return dataclasses.replace(result, report=judged, spectrograms=spectrograms)
+
+    def save(self, result: DreamResult, stem: str | Path, *, plot: bool = False,
+             gradient: bool = True, inputs: Sequence[str | Path] = ()) -> DreamResult:
+        """Write a dream's files (:mod:`dreamsound.outputs`) and judge the written audio.
+
+        Writes ``<stem>.wav``, judges it (:meth:`judge_written`), then ``<stem>.gradient.wav``,
+        the snapshots, ``<stem>.png`` with ``plot``, and last ``<stem>.json`` (the report with
+        ``outputs`` filled in). Never writes over an input (``result.input_path``, ``inputs``).
+        Returns the result with the judged report.
+        """
+        from dreamsound import outputs
+
+        audio_path = outputs.write_audio(result, stem, inputs=inputs)
+        result = self.judge_written(result, audio_path)
+        written: dict[str, Any] = {"audio": str(audio_path)}
+        written.update(outputs.write_companions(result, stem, gradient=gradient, plot=plot,
+                                                inputs=inputs))
+        report_file = outputs.report_path(stem)
+        written["report"] = str(report_file)
+        report = result.report.replace(outputs=written)
+        protected = [p for p in (result.input_path, *inputs) if p is not None]
+        outputs.write_json(report.to_json(), report_file, inputs=protected)
+        return dataclasses.replace(result, report=report)
+
+    # -- sonify -----------------------------------------------------------------------------------
+    def sonify(self, audio: str | Path | np.ndarray, *, target: Target | None = None,
+               layer: str | None = None, channel: int | None = None, steps: int = 1,
+               sample_rate: int | None = None,
+               progress: ProgressCallback | None = None) -> SonifyResult:
+        """Sonify the gradient of a sound toward a class or a layer.
+
+        With ``steps=1`` the result is the gradient at the sound itself; with ``steps=N`` the
+        sound is dreamed for N steps (this dreamer's configuration, without rendering) and the
+        gradient of every step becomes one segment of an evolving sequence
+        (:mod:`dreamsound.sonification`).
+        """
+        if steps < 1:
+            raise DreamsoundError(f"--steps must be >= 1 to sonify, got {steps}")
+        started = time.perf_counter()
+        net = self.model
+        gradients: list[torch.Tensor] = []
+        # The dream's last update is not needed: its gradients are. `steps` dream steps give
+        # exactly `steps` gradients (the first at the original sound).
+        dreamer = Dreamer(net, self.config.replace(steps=steps, gl_iterations=0,
+                                                   fit_iterations=0))
+        result = dreamer.dream(audio, target=target, layer=layer, channel=channel,
+                               sample_rate=sample_rate, progress=progress,
+                               on_gradient=lambda _step, g: gradients.append(g.clone()))
+        reference = None if float(np.max(np.abs(result.original), initial=0.0)) == 0.0 else \
+            torch.from_numpy(result.original).to(net.device)
+        n = result.original.shape[0]
+        domain = self.config.domain
+        segments = [gradient_to_audio(g, model=net, domain=domain, reference=reference,
+                                      length=n, seed=self.config.seed) for g in gradients]
+        sequence = join_segments(segments, net.sample_rate)
+        if domain == "spectrogram":
+            views = np.stack([g.cpu().numpy() for g in gradients])
+        else:
+            with torch.no_grad():
+                views = np.stack([net.log_mel(g / g.abs().max().clamp(min=1e-30)).cpu().numpy()
+                                  for g in gradients])
+        report = {key: getattr(result.report, key) for key in (
+            "model", "input", "objective", "target", "layer", "channel", "domain")}
+        report.update(steps=len(segments), seconds=time.perf_counter() - started,
+                      sample_rate=net.sample_rate,
+                      duration_s=sequence.shape[0] / net.sample_rate, outputs={})
+        return SonifyResult(audio=sequence.astype(np.float32), sample_rate=net.sample_rate,
+                            segments=segments,
+                            spectrograms={"original": result.spectrograms["original"],
+                                          "gradients": views},
+                            report=report, input_path=result.input_path)
+
+    # -- classify ---------------------------------------------------------------------------------
+    def classify(self, audio: str | Path | np.ndarray, *, sample_rate: int | None = None,
+                 max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Classification:
+        """What the model hears in a sound (clip-level and per-patch scores)."""
+        source = load_input(audio, sample_rate=self.model.sample_rate, input_rate=sample_rate,
+                            allow_silence=False, max_seconds=max_seconds)
+        return classify_waveform(self.model, source.waveform)
+
+
+def _check_request(config: DreamConfig, *, target: Target | None, layer: str | None,
+                   target_sound: object) -> None:
+    """Errors that depend on what is asked as well as on the config (one line each)."""
+    if target is not None and layer is not None:
+        raise TargetError("give a target class or a layer, not both")
+    if config.until is not None and layer is not None:
+        raise TargetError("--until needs a target class (a layer has no confidence)")
+    if config.rule == "target" and target_sound is None:
+        raise DreamsoundError("the target rule needs a second sound: --target-sound FILE")
+    if target_sound is not None and config.rule != "target":
+        raise DreamsoundError("--target-sound is used by the target rule only; add --rule target")
+
+
+def _gradient_at(domain: Domain, objective: Objective) -> torch.Tensor:
+    """The objective's gradient at the original (log-mel or samples): the outputs of a dream of
+    zero steps still carry a gradient."""
+    start = domain.begin_stage(domain.stages - 1).detach().clone().requires_grad_(True)
+    value, _ = objective(domain.view(start, 0))
+    (gradient,) = torch.autograd.grad(value, start)
+    return gradient.detach()
+
+
+# -- one-shot wrappers --------------------------------------------------------------------------
+def dream(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEFAULT_MODEL,
+          target: Target | None = None, layer: str | None = None, channel: int | None = None,
+          target_sound: str | Path | np.ndarray | None = None,
+          weights: str | Path | None = None, device: str | None = None,
+          sample_rate: int | None = None, progress: ProgressCallback | None = None,
+          on_snapshot: SnapshotCallback | None = None,
+          on_gradient: Callable[[int, torch.Tensor], None] | None = None,
+          **settings: Any) -> DreamResult:
+    """Dream a sound toward a class or a layer in one call.
+
+    ``settings`` are the knobs of :class:`~dreamsound.config.DreamConfig` by name (``steps``,
+    ``step_size``, ``until``, ``max_rmse_db``, ``domain``, ``rule``, ...); everything else is as
+    for :meth:`Dreamer.dream`. Load the model once (``model=load_model(...)``) or use a
+    :class:`Dreamer` for many dreams.
+    """
+    dreamer = Dreamer(model, DreamConfig.from_kwargs(**settings), weights=weights, device=device)
+    return dreamer.dream(audio, target=target, layer=layer, channel=channel,
+                         target_sound=target_sound, sample_rate=sample_rate, progress=progress,
+                         on_snapshot=on_snapshot, on_gradient=on_gradient)
+
+
+def sonify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEFAULT_MODEL,
+           target: Target | None = None, layer: str | None = None, channel: int | None = None,
+           steps: int = 1, weights: str | Path | None = None, device: str | None = None,
+           sample_rate: int | None = None, progress: ProgressCallback | None = None,
+           **settings: Any) -> SonifyResult:
+    """Sonify the gradient toward a class or a layer in one call (see :meth:`Dreamer.sonify`);
+    ``settings`` are :class:`~dreamsound.config.DreamConfig` knobs (``domain``, ``step_size``,
+    ``normalize``, ``seed``, ...)."""
+    dreamer = Dreamer(model, DreamConfig.from_kwargs(**settings), weights=weights, device=device)
+    return dreamer.sonify(audio, target=target, layer=layer, channel=channel, steps=steps,
+                          sample_rate=sample_rate, progress=progress)
+
+
+def classify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEFAULT_MODEL,
+             weights: str | Path | None = None, device: str | None = None,
+             sample_rate: int | None = None,
+             max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Classification:
+    """What a model hears in a sound file or waveform (see :meth:`Dreamer.classify`)."""
+    return Dreamer(model, weights=weights, device=device).classify(
+        audio, sample_rate=sample_rate, max_seconds=max_seconds)

@@ -1,0 +1,155 @@
+"""What every command shares: the Typer app, consoles, one-line errors, shared options, JSON
+output and the one progress bar.
+
+Library errors (:class:`DreamsoundError`) become one red line on stderr and exit code 2. torch is
+imported inside the commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from dreamsound import __version__
+from dreamsound.errors import DreamsoundError
+from dreamsound.events import ProgressCallback, ProgressEvent
+
+# OpenMP threads that spin while waiting make torch 8-20x slower on a busy 2-core machine;
+# passive waiting costs nothing measurable when the machine is idle. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+out_console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+class _ErrorsAsOneLine(TyperGroup):
+    """Turn library errors into one red line and exit code 2 (a traceback only with --debug)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DreamsoundError as exc:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_ErrorsAsOneLine,
+    name="dreamsound",
+    help="Audio deep dreaming: make a sound more like what a classifier hears, sonify its "
+    "gradients, and measure what changed.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="List models and fetch their weights.",
+                         context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(models_app, name="models")
+
+# -- options shared by several commands (defined once) ---------------------------------------
+ModelOpt = Annotated[str, typer.Option("--model", "-m",
+                                       help="Model name (see `dreamsound models`).")]
+WeightsOpt = Annotated[Path | None, typer.Option(
+    "--weights", help="Weights file to use instead of the registry's (e.g. yamnet.h5).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+MaxSecondsOpt = Annotated[float, typer.Option(
+    "--max-seconds", min=0.1, help="Refuse input files longer than this (seconds).")]
+InputsArg = Annotated[list[str], typer.Argument(
+    help="Sound file(s), or a generated start: noise:3s, silence:2s, sine:440:2s.",
+    show_default=False)]
+TargetOpt = Annotated[list[str] | None, typer.Option(
+    "--target", "-t", help="Class to dream toward (repeat for one dream each); weights combine "
+    "classes in one dream: 'violin:1,flute:0.5'. Default: the input's own top class.",
+    rich_help_panel="Objective")]
+LayerOpt = Annotated[str | None, typer.Option(
+    "--layer", "-l", help="Ascend this layer's activation energy instead of a class.",
+    rich_help_panel="Objective")]
+ChannelOpt = Annotated[int | None, typer.Option("--channel", min=0,
+                                                help="Only this channel of --layer.",
+                                                rich_help_panel="Objective")]
+# A str, not a Path: Path would drop the trailing "/" that marks a folder still to be created.
+OutOpt = Annotated[str | None, typer.Option(
+    "--out", "-o", help="Output folder (existing, or ending in /), or file stem for one output. "
+    "Default: beside the input, e.g. loop.dream-violin.wav.", show_default=False,
+    rich_help_panel="Rendering and output")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"dreamsound {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else
+                        logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout (no rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, *, quiet: bool) -> Iterator[ProgressCallback]:
+    """A rich progress bar fed by :class:`~dreamsound.events.ProgressEvent` s (any stage); yields
+    the callback (a no-op when quiet). A segment of a long file shows in the description."""
+    if quiet:
+        yield lambda event: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task(description, total=None, info="")
+
+        def update(event: ProgressEvent) -> None:
+            info = []
+            if event.segments:
+                info.append(f"segment {event.segment + 1}/{event.segments}")
+            if event.confidence is not None:
+                info.append(f"conf {event.confidence:.2f}")
+            if event.rmse_db is not None:
+                info.append(f"{event.rmse_db:.2f} dB")
+            progress.update(task, completed=event.step, total=event.total, info="  ".join(info))
+
+        yield update
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number for a table, or an en dash for none."""
+    return "–" if value is None else f"{value:.{digits}f}"

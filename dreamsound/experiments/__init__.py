@@ -1,0 +1,1 @@
+"""Experiments over data sets: the probing evaluation, its report and journal."""
