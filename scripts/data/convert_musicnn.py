@@ -14,11 +14,11 @@ Input may also be an ``.npz`` of the variables keyed by TensorFlow name (``np.sa
 ``{"conv2d/kernel": array, ...}``): that is how the MSD_musicnn weights were handed to us (its
 checkpoint is not in ``shared/``). Both inputs give byte-identical outputs for the same weights.
 
-Usage::
+Usage, from the repository root (``python scripts/data/convert_musicnn.py ...`` works too)::
 
-    python scripts/data/convert_musicnn.py ../shared/musicnn/MTT_musicnn/ \
+    python -m scripts.data.convert_musicnn ../shared/musicnn/MTT_musicnn/ \
         models/musicnn/model.safetensors --name MTT_musicnn
-    python scripts/data/convert_musicnn.py ../shared/musicnn/MSD_musicnn.npz \
+    python -m scripts.data.convert_musicnn ../shared/musicnn/MSD_musicnn.npz \
         models/musicnn_msd/model.safetensors --name MSD_musicnn
 
 The checkpoint prefix of the wheel's models is the *folder* with a trailing ``/`` (its files are
