@@ -237,6 +237,21 @@ def test_named_layers_and_shapes(model, reference) -> None:
     assert shapes["logits"] == (2, 11)
 
 
+def test_network_sees_an_edited_log_mel_with_its_floor_raised(model, reference) -> None:
+    with torch.no_grad():
+        log_mel = model.log_mel(_wave(reference, "loop"))
+        edited = log_mel.clone()
+        edited.view(-1)[edited.argmax()] += 0.5  # the loudest band 4.3 dB louder
+        floored = torch.maximum(edited, edited.max() - pons.TOP_NEPERS)
+        raw = model.network(model.front_end.patches(edited).unsqueeze(1))[0]
+        assert torch.equal(model.logits_from_log_mel(edited),
+                           model.network(model.front_end.patches(floored).unsqueeze(1))[0])
+        assert not torch.allclose(model.logits_from_log_mel(edited), raw)
+        # A log-mel from the front-end is already clamped: unchanged.
+        assert torch.equal(model.logits_from_log_mel(log_mel),
+                           model.network(model.front_end.patches(log_mel).unsqueeze(1))[0])
+
+
 def test_gradient_step_on_the_waveform_raises_a_class_logit(model, reference) -> None:
     wave = _wave(reference, "whistle").clone().requires_grad_(True)
     violin = model.resolve_class("violin")
