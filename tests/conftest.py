@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -14,6 +14,29 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _import_scripts_package() -> None:
+    """Make the checkout's ``scripts/`` importable as ``scripts`` (``scripts.data.render_trainset``
+    etc.), as ``python -m scripts...`` from the repository root sees it.
+
+    It is registered by file location, not by putting the repository root on ``sys.path``
+    (``pythonpath = ["."]``): the root also holds the source ``dreamsound/``, which would then
+    shadow the installed package, so CI's regular install would test the source tree, where
+    ``dreamsound.shipped_models`` (the wheel's copy of ``models/``) does not exist.
+    """
+    if "scripts" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "scripts", REPO / "scripts" / "__init__.py",
+        submodule_search_locations=[str(REPO / "scripts")])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scripts"] = module
+    spec.loader.exec_module(module)
+
+
+_import_scripts_package()
 
 
 def _shared_dir() -> Path | None:
@@ -64,12 +87,23 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DREAMSOUND_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session")
-def load_script():
-    """Import a script from scripts/ by module name (it is not a package). scripts/ goes on the
-    path, so scripts that import their siblings work, and the module is registered by name, as
-    dataclasses need."""
-    folder = str(REPO / "scripts")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return importlib.import_module
+# -- signals shared by the engine and API tests ----------------------------------------------------
+SR = 16000
+
+
+@pytest.fixture
+def chord(rng) -> np.ndarray:
+    """2 s of 440 + 660 Hz with a little noise, 16 kHz."""
+    t = np.arange(2 * SR) / SR
+    x = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 660 * t)
+    return (x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture
+def chord_wav(tmp_path, chord):
+    import soundfile as sf
+
+    path = tmp_path / "chord.wav"
+    sf.write(path, chord, SR, subtype="FLOAT")
+    return path
+

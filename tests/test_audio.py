@@ -486,3 +486,19 @@ def test_atomic_write_generic(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     with pytest.raises(OutputError), atomic_write(target, inputs=[target]):
         pass
+
+
+def test_limit_peaks_only_touches_the_peaks():
+    from dreamsound.audio import limit_peaks
+
+
+    t = np.arange(16000) / 16000
+    quiet = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    loud = quiet.copy()
+    loud[8000:8040] = 1.5  # one overshoot
+    limited = limit_peaks(loud, 16000)
+    assert np.abs(limited).max() <= 10 ** (-1 / 20) + 1e-7
+    # Away from the peak (beyond the 10 ms window) the level is untouched.
+    assert np.array_equal(limited[:7500], loud[:7500]) and np.array_equal(limited[8600:],
+                                                                          loud[8600:])
+    assert np.array_equal(limit_peaks(quiet, 16000), quiet)
