@@ -473,7 +473,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     ----------
     data_dir : path or sequence of paths
         IRMAS-training-layout folder(s): ``<cls>/*.wav`` with class codes ``cel`` ... ``voi``
-        (the real ``IRMAS-TrainingData`` or a set rendered by ``scripts/render_trainset.py``).
+        (the real ``IRMAS-TrainingData`` or a set rendered by ``scripts/data/render_trainset.py``).
         Several folders are pooled. The model gets the classes found, in IRMAS order.
     out_dir : path
         Where ``model.safetensors``, ``config.json`` and ``train_log.json`` go (created).

@@ -188,14 +188,15 @@ def fresh_solo_clips(tmp_path_factory) -> Path:
     if not font.is_file():
         pytest.skip(f"{font} is missing (apt install timgm6mb-soundfont)")
     out = tmp_path_factory.mktemp("fresh")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "render_trainset.py"), "--out",
-                    str(out), "--soundfonts", str(font), "--per-class", "2", "--mix-share", "0",
-                    "--seed", "424242", "--workers", "2", "--quiet"], check=True, timeout=300)
+    # As a module, as documented (tests/test_render.py runs it as a file).
+    subprocess.run([sys.executable, "-m", "scripts.data.render_trainset", "--out", str(out),
+                    "--soundfonts", str(font), "--per-class", "2", "--mix-share", "0", "--seed",
+                    "424242", "--workers", "2", "--quiet"], check=True, timeout=300, cwd=REPO)
     return out
 
 
 def test_default_model_labels_fresh_renders(fresh_solo_clips):
-    from dreamsound.classify import classify
+    from dreamsound.api import classify
 
     net = dreamsound.load_model("instrument", device="cpu")
     excerpts = read_training_set(fresh_solo_clips)
@@ -212,10 +213,9 @@ def test_default_model_labels_fresh_renders(fresh_solo_clips):
 
 
 def test_cross_soundfont_scoring_by_program(fresh_solo_clips, tmp_path, capsys):
-    """scripts/cross_soundfont.py's scorer: solo/mixture split, per-program rows, and the
-    ``--programs`` filter that scores only the presets a training set cannot have seen."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import cross_soundfont
+    """scripts/experiments/cross_soundfont.py's scorer: solo/mixture split, per-program rows,
+    and the ``--programs`` filter that scores only the presets a training set cannot have seen."""
+    from scripts.experiments import cross_soundfont
 
     net = dreamsound.load_model("instrument", device="cpu")
     everything = cross_soundfont.evaluate_folder(net, fresh_solo_clips)

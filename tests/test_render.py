@@ -1,4 +1,4 @@
-"""scripts/render_trainset.py: MIDI writing, clip plans, and a tiny real render."""
+"""scripts/data/render_trainset.py: MIDI writing, clip plans, and a tiny real render."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ import pytest
 import soundfile as sf
 
 from dreamsound.data.irmas import IRMAS_CODES, parse_training_name, read_training_set
+from scripts.data import render_trainset as render
+from scripts.data import stk_source as stk
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "render_trainset.py"
+SCRIPT = REPO / "scripts" / "data" / "render_trainset.py"  # run as a file, as documented
 FONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
-
-
-@pytest.fixture(scope="module")
-def render(load_script):
-    return load_script("render_trainset")
 
 
 @pytest.mark.parametrize(("value", "encoded"), [
@@ -32,11 +29,11 @@ def render(load_script):
     (0x3FFF, "FF7F"), (0x4000, "818000"), (0x1FFFFF, "FFFF7F"), (0x200000, "81808000"),
     (0x0FFFFFFF, "FFFFFF7F"),
 ])
-def test_variable_length_quantity(render, value, encoded):
+def test_variable_length_quantity(value, encoded):
     assert render._vlq(value) == bytes.fromhex(encoded)
 
 
-def test_midi_file_structure(render):
+def test_midi_file_structure():
     writer = render.MidiWriter(0.5)
     writer.program(0.0, 0, 40)
     writer.note(0.0, 1.0, 0, 60, 100)
@@ -55,7 +52,7 @@ def test_midi_file_structure(render):
     assert at_one == [0x80, 0x90]
 
 
-def test_plans_are_deterministic_and_in_range(render):
+def test_plans_are_deterministic_and_in_range():
     a = render.plan_clip(7, "timgm6mb", "vio", 3, 0.4)
     b = render.plan_clip(7, "timgm6mb", "vio", 3, 0.4)
     c = render.plan_clip(8, "timgm6mb", "vio", 3, 0.4)
@@ -75,7 +72,7 @@ def test_plans_are_deterministic_and_in_range(render):
             assert tags.instrument == code and tags.drums == plan.drums
 
 
-def test_plans_cover_articulations_and_mixtures(render):
+def test_plans_cover_articulations_and_mixtures():
     plans = [render.plan_clip(0, "fluidr3gm", code, i, 0.4) for code in IRMAS_CODES
              for i in range(20)]
     share = np.mean([p.kind == "mix" for p in plans])
@@ -124,7 +121,7 @@ def test_tiny_render(tmp_path):
     assert set(_digests(other).values()).isdisjoint(_digests(out).values())
 
 
-def test_timidity_config_fills_missing_programs(render, tmp_path):
+def test_timidity_config_fills_missing_programs(tmp_path):
     source = tmp_path / "set.cfg"
     source.write_text("dir /somewhere\n\ndrumset 0\n 17 Drum_000/kick.pat\n\nbank 0\n\n"
                       " 0\tTone_000/000_Piano.pat amp=120\n16 Tone_000/016_Organ.pat # hammond\n"
@@ -170,8 +167,7 @@ def test_unknown_soundfont_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_stk_scores_from_midi_stems(render):
-    stk = sys.modules["stk_source"]  # imported by render_trainset
+def test_stk_scores_from_midi_stems():
     writer = render.MidiWriter(0.0)
     writer.reset_all()
     render.setup_channel(writer, np.random.default_rng(0), 0, 42)       # cello

@@ -1,4 +1,4 @@
-"""scripts/soundfont_distance.py: how far apart soundfonts sound on the same phrases."""
+"""scripts/data/soundfont_distance.py: how far apart soundfonts sound on the same phrases."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from scripts.data import soundfont_distance as distance
 
 SF2_DIR = Path("/usr/share/sounds/sf2")
 FONTS = ("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2")
@@ -15,13 +17,8 @@ needs_fonts = pytest.mark.skipif(
     reason="fluidsynth or the Debian GM soundfonts are not installed")
 
 
-@pytest.fixture(scope="module")
-def distance(load_script):
-    return load_script("soundfont_distance")
-
-
 @needs_fonts
-def test_same_samples_are_near_independent_recordings_are_far(distance, tmp_path):
+def test_same_samples_are_near_independent_recordings_are_far(tmp_path):
     # One font under two names plays the same phrases identically: exactly 0 dB.
     (tmp_path / "TimA.sf2").symlink_to(SF2_DIR / "TimGM6mb.sf2")
     (tmp_path / "TimB.sf2").symlink_to(SF2_DIR / "TimGM6mb.sf2")
@@ -35,7 +32,7 @@ def test_same_samples_are_near_independent_recordings_are_far(distance, tmp_path
     assert table["sf_GMbank vs FluidR3_GM"]["vio"] > 5.0
 
 
-def test_bad_input_is_one_line_exit_2(distance, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     for name in ("a/Font.sf2", "b/Font.sf2", "Other.sf2"):

@@ -1,4 +1,4 @@
-"""scripts/soundfont_overlap.py: finding the recorded samples two SoundFonts share."""
+"""scripts/data/soundfont_overlap.py: finding the recorded samples two SoundFonts share."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts.data import soundfont_overlap as overlap
+
 SF2_DIR = Path("/usr/share/sounds/sf2")
-
-
-@pytest.fixture(scope="module")
-def overlap(load_script):
-    return load_script("soundfont_overlap")
 
 
 def _chunk(cid: bytes, payload: bytes) -> bytes:
@@ -60,7 +57,7 @@ def write_sf2(path: Path, presets: list[tuple[str, int, int]], samples: list[np.
     path.write_bytes(_chunk(b"RIFF", body))
 
 
-def test_shared_samples_are_found_per_program(overlap, tmp_path):
+def test_shared_samples_are_found_per_program(tmp_path):
     rng = np.random.default_rng(0)
     x, y, z = (rng.integers(-3000, 3000, 500) for _ in range(3))
     write_sf2(tmp_path / "A.sf2", [("Violin", 40, 0), ("Cello", 42, 1)], [x, y])
@@ -79,7 +76,7 @@ def test_shared_samples_are_found_per_program(overlap, tmp_path):
     assert rows[("A", 71)]["preset"] == "(missing)" and rows[("A", 71)]["samples"] == 0
 
 
-def test_not_a_soundfont_is_one_line_exit_2(overlap, tmp_path, capsys):
+def test_not_a_soundfont_is_one_line_exit_2(tmp_path, capsys):
     bogus = tmp_path / "x.sf2"
     bogus.write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
     write_sf2(tmp_path / "ok.sf2", [("Violin", 40, 0)], [np.arange(100)])
@@ -97,7 +94,7 @@ def test_not_a_soundfont_is_one_line_exit_2(overlap, tmp_path, capsys):
                             ("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2")),
                     reason="the Debian GM soundfonts are not installed (fluid-soundfont-gm, "
                            "timgm6mb-soundfont, csound-soundfont)")
-def test_debian_soundfonts(overlap):
+def test_debian_soundfonts():
     """The facts the model card's cross-soundfont section rests on: FluidR3_GM shares no sample
     with the other two, while TimGM6mb and sf_GMbank share their violin, cello and clarinet."""
     rows = overlap.overlap_table([SF2_DIR / "FluidR3_GM.sf2", SF2_DIR / "TimGM6mb.sf2",
@@ -116,7 +113,7 @@ A320U = SF2_DIR / "A320U.sf2"                                              # Deb
 @pytest.mark.skipif(not all(p.is_file() for p in (GENERALUSER, A320U, SF2_DIR / "FluidR3_GM.sf2")),
                     reason="GeneralUser GS (minuet-data), A320U (denemo-data) or FluidR3_GM "
                            "(fluid-soundfont-gm) is not installed")
-def test_generaluser_and_a320u_are_independent_of_fluidr3(overlap):
+def test_generaluser_and_a320u_are_independent_of_fluidr3():
     """Why the model card may train on these two for the FluidR3_GM fold: neither shares a single
     class sample with FluidR3_GM, and they share almost nothing with each other."""
     rows = overlap.overlap_table([SF2_DIR / "FluidR3_GM.sf2", GENERALUSER, A320U])

@@ -12,7 +12,8 @@ Two layouts exist and both are read here:
   spaces and tabs occur in the real files and are tolerated).
 
 The data set cannot be redistributed (CC BY-NC-SA); these readers only index folders a user has.
-dreamsound's own rendered training set (``scripts/render_trainset.py``) uses the training layout.
+dreamsound's own rendered training set (``scripts/data/render_trainset.py``) uses the training
+layout.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class InstrumentNetwork(PatchNetwork):
     @staticmethod
     def global_pool(x: torch.Tensor) -> torch.Tensor:
         """``[P, C, T, F]`` -> ``[P, C]``: global max-pool (Han et al.), the strongest evidence
-        anywhere in the patch (``scripts/fold_variants.py --pool mean`` swaps it)."""
+        anywhere in the patch (``scripts/experiments/fold_variants.py --pool mean`` swaps it)."""
         return torch.amax(x, dim=(-2, -1))
 
     def named_layers(self) -> dict[str, nn.Module]:

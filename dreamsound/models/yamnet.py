@@ -567,7 +567,7 @@ def build_from_state(state: dict[str, torch.Tensor], *,
     network = YAMNetNetwork()
     network.load_state_dict(state)
     # NHWC kernels make oneDNN pick faster depthwise/pointwise kernels: forward+backward on 10 s
-    # of audio takes ~10-15 % less time on CPU (scripts/bench_yamnet.py). Values are unchanged
+    # of audio takes ~10-15 % less time on CPU (scripts/bench/bench_yamnet.py). Values are unchanged
     # up to float32 summation order.
     network.to(memory_format=torch.channels_last)
     names, mids = class_map()

@@ -284,7 +284,7 @@ class LogMelFrontEnd(torch.nn.Module):
         passages). Log-mel values below ``log(log_offset)`` are unreachable and count as that
         floor. The best iterate is returned, so the result is never further off than the input.
 
-        Measured (``python scripts/bench_render.py work_data/render/test/fluidr3gm``: 16
+        Measured (``python -m scripts.bench.bench_render work_data/render/test/fluidr3gm``: 16
         instrument-model dreams of 3 s clips toward a wrong class; Griffin-Lim 32 iterations from
         the original's phase, then 50 of these steps): the rendering's log-mel lands 0.22 dB RMS
         from the dreamed one instead of 1.05, and the rendering adds ~0 dB instead of 0.35 dB to

@@ -1,0 +1,1 @@
+"""Data and weights preparation: ``python -m scripts.data.<name>`` from the repository root."""

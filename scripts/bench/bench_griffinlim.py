@@ -23,7 +23,7 @@ with the ratio ours / librosa.
 
 Usage::
 
-    python scripts/bench_griffinlim.py [--audio FILE] [--threads 2] [--repeats 3] [--seeds 3]
+    python -m scripts.bench.bench_griffinlim [--audio FILE] [--threads 2] [--repeats 3] [--seeds 3]
 
 librosa computes its FFTs with numpy (one thread); ``--threads`` sets torch's thread count
 (default 2, this machine's core count; ``--threads 1`` for a single-thread comparison).
@@ -52,7 +52,7 @@ import torch
 from dreamsound.metrics import spectral_convergence_db
 from dreamsound.spectral import griffin_lim, hann_window, stft
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_AUDIO = REPO.parent / "shared" / "audio" / "anchor_clip.wav"
 
 

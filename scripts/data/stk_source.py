@@ -1,4 +1,4 @@
-"""Physical-model renders for ``scripts/render_trainset.py --soundfonts stk``.
+"""Physical-model renders for ``scripts/data/render_trainset.py --soundfonts stk``.
 
 A sample set that shares no recording with any soundfont: the instruments of the Synthesis ToolKit
 (STK, Cook & Scavone; Debian package ``stk``, MIT-style licence) are physical and FM models, played

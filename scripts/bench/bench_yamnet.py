@@ -6,7 +6,7 @@ prints a table (median of ``--repeats`` runs after ``--warmup`` runs).
 
 Usage::
 
-    python scripts/bench_yamnet.py --weights ../shared/yamnet/yamnet.h5 [--threads 2]
+    python -m scripts.bench.bench_yamnet --weights ../shared/yamnet/yamnet.h5 [--threads 2]
 """
 
 from __future__ import annotations

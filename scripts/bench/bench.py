@@ -12,10 +12,10 @@ For each model and domain, a fresh child process (so that its peak memory is its
 
 Usage::
 
-    python scripts/bench.py --weights ../shared/yamnet/yamnet.h5   # debug, yamnet, instrument
-    python scripts/bench.py --models yamnet --domains spectrogram --steps 30 --json
+    python -m scripts.bench.bench --weights ../shared/yamnet/yamnet.h5   # debug, yamnet, instrument
+    python -m scripts.bench.bench --models yamnet --domains spectrogram --steps 30 --json
 
-The Griffin-Lim comparison with librosa lives in ``scripts/bench_griffinlim.py`` (run with
+The Griffin-Lim comparison with librosa lives in ``scripts/bench/bench_griffinlim.py`` (run with
 ``--griffin-lim`` to call it after this table).
 """
 
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOOP = REPO / "examples" / "loop.wav"
 TARGETS = {"debug": "violin", "yamnet": "violin", "instrument": "violin"}
 
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--griffin-lim", action="store_true",
-                        help="also run scripts/bench_griffinlim.py")
+                        help="also run scripts/bench/bench_griffinlim.py")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "DOMAIN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -143,11 +143,11 @@ def main() -> None:
         for line in skipped:
             print(f"skipped {line}")
     if args.griffin_lim:
-        script = REPO / "scripts" / "bench_griffinlim.py"
+        script = REPO / "scripts" / "bench" / "bench_griffinlim.py"
         if script.is_file():
             subprocess.run([sys.executable, str(script)], check=False)
         else:
-            print("scripts/bench_griffinlim.py is not there")
+            print("scripts/bench/bench_griffinlim.py is not there")
 
 
 if __name__ == "__main__":

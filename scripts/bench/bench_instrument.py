@@ -6,7 +6,7 @@ under 50 ms on a 2-core CPU. One thread by default: on a machine whose cores are
 processes, torch's OpenMP threads wait for each other and 2 threads measured ~40x slower (~400 ms)
 than 1 (~10 ms) for this small network; on an idle machine 2 threads are a little faster.
 
-    python scripts/bench_instrument.py --threads 1 --repeats 50
+    python -m scripts.bench.bench_instrument --threads 1 --repeats 50
 """
 
 from __future__ import annotations

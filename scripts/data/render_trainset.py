@@ -37,26 +37,26 @@ in one earlier check the flute clips differed between runs, about 28 dB below th
 
 A sample set with no recordings at all: ``--soundfonts stk`` plays the same MIDI through the
 physical and FM models of STK, the Synthesis ToolKit (Debian's ``stk`` package, its ``stk-demo``
-program; see ``scripts/stk_source.py``). It has no acoustic piano, so ``pia`` is skipped; its
+program; see ``scripts/data/stk_source.py``). It has no acoustic piano, so ``pia`` is skipped; its
 plucked strings and breath noise are seeded from the clock, so re-renders differ slightly.
 
 Two more independent GM soundfonts come with Debian inside other programs' data packages:
 GeneralUser GS 1.47 (``minuet-data``, found as ``--soundfonts GeneralUser-v1.47``) and A320U
 (``denemo-data``, ``--soundfonts A320U``). Neither shares a sample with FluidR3_GM.
 Any other SoundFont 2 file can be given by path (``--soundfonts path/to/Font.sf2``); the model
-card measures with one more, Merlin Silver, that way. ``scripts/soundfont_overlap.py`` tells
+card measures with one more, Merlin Silver, that way. ``scripts/data/soundfont_overlap.py`` tells
 whether a new soundfont shares samples with the others (GM soundfonts often do).
 
 Examples
 --------
 Training set for one soundfont (the shipped model used all three; see its MODEL_CARD.md)::
 
-    python scripts/render_trainset.py --soundfonts FluidR3_GM --per-class 200 --seed 0 \\
+    python -m scripts.data.render_trainset --soundfonts FluidR3_GM --per-class 200 --seed 0 \\
         --mix-share 0.4 --workers 2 --out work_data/render/train/fluidr3gm
 
 Held-out test clips (another seed), about half solo and half mixtures::
 
-    python scripts/render_trainset.py --soundfonts TimGM6mb --per-class 40 --seed 1000 \\
+    python -m scripts.data.render_trainset --soundfonts TimGM6mb --per-class 40 --seed 1000 \\
         --mix-share 0.5 --workers 2 --out work_data/render/test/timgm6mb
 """
 
@@ -84,8 +84,10 @@ from typing import NoReturn
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stk_source  # a sibling script, not a package
+if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.data import stk_source
 
 log = logging.getLogger("render_trainset")
 
@@ -94,7 +96,8 @@ log = logging.getLogger("render_trainset")
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/minuet/soundfonts"))
 TIMIDITY_DIR = Path("/etc/timidity")  # patch-set configurations (freepats.cfg)
 DEFAULT_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "sf_GMbank")
-STK = Path("stk")  # --soundfonts stk: STK's physical models (scripts/stk_source.py), no soundfont
+# --soundfonts stk: STK's physical models (scripts/data/stk_source.py), no soundfont
+STK = Path("stk")
 
 SAMPLE_RATE = 44100  # IRMAS excerpts are 44.1 kHz, 16-bit stereo
 CLIP_S = 3.0
@@ -835,7 +838,7 @@ def render_batch(plans: list[ClipPlan], soundfont: Path, out_dir: Path, synth: s
 
 
 def render_batch_stk(plans: list[ClipPlan], out_dir: Path, stk_demo: str) -> list[dict]:
-    """Render a batch of clips with STK's physical models (``scripts/stk_source.py``)."""
+    """Render a batch of clips with STK's physical models (``scripts/data/stk_source.py``)."""
     kwargs = {"sample_rate": SAMPLE_RATE, "ticks_per_s": TICKS_PER_S, "length_s": SLOT_S,
               "drum_channel": DRUM_CHANNEL}
     rows = []

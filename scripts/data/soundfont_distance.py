@@ -13,7 +13,7 @@ settings still differ); independent recordings of one instrument 5-10 dB.
 
 Example (the model card's check that GeneralUser GS and A320U are not FluidR3_GM in disguise)::
 
-    python scripts/soundfont_distance.py FluidR3_GM TimGM6mb sf_GMbank GeneralUser-v1.47 A320U
+    python -m scripts.data.soundfont_distance FluidR3_GM TimGM6mb sf_GMbank GeneralUser-v1.47 A320U
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import render_trainset as render  # sibling scripts, not a package
-import soundfont_overlap
+if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dreamsound.spectral import slaney_mel_matrix
+from scripts.data import render_trainset as render
+from scripts.data import soundfont_overlap
 
 N_FFT, HOP, N_MELS, F_MAX = 2048, 1024, 128, 11_025.0
 FLOOR_DB = 80.0

@@ -11,8 +11,8 @@ click. The result is mono, 22,050 Hz, 16-bit, peak -6 dBFS.
 
 Usage::
 
-    python scripts/render_loop.py                 # writes examples/loop.wav
-    python scripts/render_loop.py --out /tmp/x.wav --soundfont /path/to/other.sf2
+    python -m scripts.data.render_loop                 # writes examples/loop.wav
+    python -m scripts.data.render_loop --out /tmp/x.wav --soundfont /path/to/other.sf2
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SAMPLE_RATE = 22050
 BPM = 120

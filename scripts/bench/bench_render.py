@@ -17,7 +17,7 @@ as written) and the rendering's wall time.
 
 Usage::
 
-    python scripts/bench_render.py DATA_DIR [--clips 16] [--seed 1] [--threads 2]
+    python -m scripts.bench.bench_render DATA_DIR [--clips 16] [--seed 1] [--threads 2]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/bench_griffinlim.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/bench/bench_griffinlim.py
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ data, hashes every sample, follows each preset to the samples it plays (preset -
 sample), and reports, for every program a class is rendered with (``render_trainset.CLASS_VOICES``),
 how many of its samples are byte-identical to a sample anywhere in each other file::
 
-    python scripts/soundfont_overlap.py /usr/share/sounds/sf2/FluidR3_GM.sf2 \\
+    python -m scripts.data.soundfont_overlap /usr/share/sounds/sf2/FluidR3_GM.sf2 \\
         /usr/share/sounds/sf2/TimGM6mb.sf2 /usr/share/sounds/sf2/sf_GMbank.sf2 [--json]
 
 Only exact copies are found: a sample that was resampled, trimmed or re-encoded counts as
@@ -27,8 +27,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_trainset import CLASS_VOICES  # a sibling script, not a package
+if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.data.render_trainset import CLASS_VOICES
 
 GEN_INSTRUMENT = 41
 GEN_SAMPLE_ID = 53

@@ -4,13 +4,13 @@
 The model card's "What else was tried" table reports these variants; this script reproduces them
 without keeping their code in the package (except mixup, which must change the training targets
 and so is an off-by-default ``Augmentation`` option). It swaps one piece, then runs
-``scripts/cross_soundfont.py`` with the remaining arguments::
+``scripts/experiments/cross_soundfont.py`` with the remaining arguments::
 
-    python scripts/fold_variants.py --pool mean -- --threads 1 folds \\
+    python -m scripts.experiments.fold_variants --pool mean -- --threads 1 folds \\
         --train-root work_data/render/train_fp --test-root work_data/render/test \\
         --folds fluidr3gm --epochs 20 --patience 4 --out work_data/cross/v13_mean
-    python scripts/fold_variants.py --freq-mixstyle 0.7 --mixstyle-alpha 0.3 -- --threads 1 \\
-        folds ... --out work_data/cross/v12_fms
+    python -m scripts.experiments.fold_variants --freq-mixstyle 0.7 --mixstyle-alpha 0.3 -- \\
+        --threads 1 folds ... --out work_data/cross/v12_fms
 
 Variants:
 
@@ -40,8 +40,10 @@ import torch
 import dreamsound.train as training
 from dreamsound.models.instrument import Architecture, InstrumentNetwork
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cross_soundfont  # a sibling script, not a package
+if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.experiments import cross_soundfont
 
 
 def global_mean_pool(x: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,11 @@ training clips and tests it on the same held-out FluidR3_GM clips.
 Features per clip: mean and max over its 0.96 s patches of YAMNet's 1,024-d embedding, standardised
 on the training set. Classifier: dropout 0.3 + one linear layer, Adam (lr 1e-3, weight decay
 1e-3), 300 full-batch epochs, seed 0 (fixed before looking at the test clips). Top-1 accuracy on
-solo and mixture clips, as in ``scripts/cross_soundfont.py``.
+solo and mixture clips, as in ``scripts/experiments/cross_soundfont.py``.
 
 Usage::
 
-    python scripts/probe_yamnet_features.py --weights ../shared/yamnet/yamnet.h5 \\
+    python -m scripts.experiments.probe_yamnet_features --weights ../shared/yamnet/yamnet.h5 \\
         --train work_data/render/train/timgm6mb work_data/render/train/sfgmbank \\
         --test work_data/render/test/fluidr3gm
 """
@@ -24,7 +24,7 @@ import argparse
 import os
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/bench_griffinlim.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/bench/bench_griffinlim.py
 
 import numpy as np
 import torch

@@ -7,16 +7,17 @@ clips rendered through two of the three GM soundfonts and test on held-out clips
 the third (every way round), reporting top-1 accuracy on solo clips and on "predominant
 instrument" mixtures (the top-1 class must be the predominant one).
 
-Layout expected (what ``scripts/render_trainset.py`` writes, one folder per soundfont)::
+Layout expected (what ``scripts/data/render_trainset.py`` writes, one folder per soundfont)::
 
     TRAIN_ROOT/<soundfont>/<cls>/*.wav      e.g. work_data/render/train/fluidr3gm
     TEST_ROOT/<soundfont>/<cls>/*.wav       + manifest.csv marking solo / mix
 
 Commands::
 
-    python scripts/cross_soundfont.py folds --train-root work_data/render/train \\
+    python -m scripts.experiments.cross_soundfont folds --train-root work_data/render/train \\
         --test-root work_data/render/test --out work_data/cross
-    python scripts/cross_soundfont.py evaluate --weights models/instrument_cnn/model.safetensors \\
+    python -m scripts.experiments.cross_soundfont evaluate \\
+        --weights models/instrument_cnn/model.safetensors \\
         --test work_data/render/test/fluidr3gm work_data/render/test/timgm6mb ...
 """
 
@@ -84,7 +85,7 @@ def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier]
         "n_solo": int((kind == "solo").sum()), "n_mix": int((kind == "mix").sum()),
         "per_class_top1": {c: float(top1[labels == i].mean()) for i, c in enumerate(codes)
                            if (labels == i).any()},
-        # "cls:program" -> [top-1, n]: which preset failed (see scripts/soundfont_overlap.py)
+        # "cls:program" -> [top-1, n]: which preset failed (see scripts/data/soundfont_overlap.py)
         "per_program_top1": {f"{codes[labels[program == p][0]]}:{p}":
                              [float(top1[program == p].mean()), int((program == p).sum())]
                              for p in sorted(set(program.tolist()))},
