@@ -67,16 +67,17 @@ def test_dream_table_output(loop_copy):
         assert text in result.output
 
 
-def test_batch_one_model_load(loop_copy, tmp_path, monkeypatch):
-    import dreamsound.models.registry as registry
+def test_batch_one_model_load(loop_copy, tmp_path):
+    from dreamsound.models.registry import ModelSpec, get_spec, register
 
     loads = []
-    real = registry.load_model
-    monkeypatch.setattr(registry, "load_model",
-                        lambda *a, **k: loads.append(a) or real(*a, **k))
+    debug = get_spec("debug")
+    register(ModelSpec(name="debug-counted", summary="debug, counting its loads",
+                       factory=lambda weights, device: loads.append(1)
+                       or debug.factory(weights, device)))
     out = tmp_path / "dreams"
-    result = run("dream", str(loop_copy), "noise:1s", "-m", "debug", "-t", "violin", "-t",
-                 "cello", "-n", "2", "--out", f"{out}/", "--json")
+    result = run("dream", str(loop_copy), "noise:1s", "-m", "debug-counted", "-t", "violin",
+                 "-t", "cello", "-n", "2", "--out", f"{out}/", "--json")
     docs = json.loads(result.stdout)
     assert len(docs) == 4 and len(loads) == 1
     names = sorted(p.name for p in out.glob("*.wav") if ".gradient" not in p.name)
@@ -158,18 +159,30 @@ def test_sonify_command(tmp_path):
     assert Path(layer["outputs"]["audio"]).name == "short.sonify-layer-conv2.wav"
 
 
-def test_cli_defaults_match_the_library():
+def test_every_knob_is_an_option_with_the_librarys_default():
     import inspect
 
-    import dreamsound.cli as cli
-    from dreamsound.dream import dream
+    from dreamsound.cli.dream import dream as command
+    from dreamsound.config import DreamConfig
 
-    library = inspect.signature(dream).parameters
-    command = inspect.signature(cli.dream).parameters
-    for name in ("steps", "step_size", "normalize", "smooth", "gl_iterations", "fit_iterations",
-                 "mask_threshold", "octaves", "octave_scale", "jitter", "seed", "domain", "rule",
-                 "until_rendered", "distance_weight"):
-        assert command[name].default == library[name].default, name
+    options = inspect.signature(command).parameters
+    for field in DreamConfig.knobs():
+        if field.name == "limit":  # offered as --no-limit (off by default)
+            assert options["limit"].default is False
+            continue
+        assert options[field.name].default == field.default, field.name
+    result = run("dream", "--help")
+    for field in DreamConfig.knobs():
+        assert field.metadata["flag"] in result.output, field.name
+
+
+def test_knob_flags_become_the_config(loop_copy, tmp_path):
+    doc = json.loads(run("dream", str(loop_copy), "-m", "debug", "-t", "violin", "-n", "1",
+                         "--no-limit", "--save-every", "1", "--gl-iterations", "3",
+                         "--out", f"{tmp_path}/", "--json").stdout)
+    settings = doc["settings"]
+    assert (settings["limit"], settings["snapshot_every"], settings["gl_iterations"],
+            settings["steps"]) == (False, 1, 3, 1)
 
 
 def test_dream_help_lists_metric_definitions():

@@ -24,12 +24,12 @@ import torch
 from typer.testing import CliRunner
 
 from dreamsound.cli import app
+from dreamsound.config import DreamConfig
 from dreamsound.errors import DataError, ModelError, OutputError, TargetError
+from dreamsound.experiments.report import plot_heatmap, render_markdown, rmse_matrix, summarize
 from dreamsound.models.base import resolve_class_name
-from dreamsound.report import plot_heatmap, render_markdown, rmse_matrix, summarize
 
-# The module, not the function of the same name that `dreamsound.evaluate` exports.
-ev = importlib.import_module("dreamsound.evaluate")
+ev = importlib.import_module("dreamsound.experiments.evaluate")
 
 RATE = 16000
 FAST = {"model": "debug", "max_steps": 2, "threshold": 0.9}
@@ -284,7 +284,7 @@ def test_evaluate_writes_a_complete_report(train_dir: Path, tmp_path: Path) -> N
     out = tmp_path / "out"
     calls: list[tuple[int, int]] = []
     result = ev.evaluate(train_dir, out=out, per_class=1, seed=0, keep_audio=True,
-                         progress=lambda d, t: calls.append((d, t)), **FAST)
+                         progress=lambda e: calls.append((e.step, e.total)), **FAST)
     assert result.complete and result.total_jobs == 3 + 3 and result.ran == 6
     assert calls[-1] == (6, 6)
     for name in ("report.json", "report.md", "heatmap.png", "results.jsonl", "run.json"):
@@ -472,28 +472,33 @@ def test_cli_evaluate_json(train_dir: Path, tmp_path: Path) -> None:
     assert "`dreamsound evaluate " in md and "--model debug" in md and "--no-noise" in md
 
 
-def test_dream_options_reach_the_engine_and_bad_ones_fail_at_once(train_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_dream_config_reaches_the_engine_and_bad_settings_fail_at_once(train_dir: Path,
+                                                                       tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["evaluate", str(train_dir), "-m", "debug", "-n", "1",
-                                      "--max-steps", "1", "--no-noise", "--domain", "waveform",
-                                      "--step-size", "0.02", "-o", str(out), "-q", "--json"])
+    result = CliRunner().invoke(app, ["evaluate", str(train_dir), "-m", "debug", "--per-class",
+                                      "1", "--max-steps", "1", "--no-noise", "--domain",
+                                      "waveform", "--step-size", "0.02", "-o", str(out), "-q",
+                                      "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "run.json").read_text())["dream_options"] == {
-        "domain": "waveform", "step_size": 0.02, "until_rendered": True}
+    stored = json.loads((out / "run.json").read_text())["dream_config"]
+    assert (stored["domain"], stored["step_size"], stored["until_rendered"]) == (
+        "waveform", 0.02, True)
+    assert (stored["until"], stored["steps"]) == (ev.DEFAULT_THRESHOLD, 1)
+    assert DreamConfig.from_json(stored).domain == "waveform"  # the journal's config round-trips
     assert "--domain waveform --step-size 0.02" in (out / "report.md").read_text()
     from dreamsound.errors import DreamsoundError
 
-    with pytest.raises(DreamsoundError, match="unknown dream option"):
-        ev.evaluate(train_dir, out=tmp_path / "x", dream_options={"domian": "waveform"}, **FAST)
-    with pytest.raises(DreamsoundError, match="unknown domain"):
-        ev.evaluate(train_dir, out=tmp_path / "x", dream_options={"domain": "time"}, **FAST)
+    with pytest.raises(DreamsoundError, match="unknown dream setting 'domian'"):
+        DreamConfig.from_kwargs(domian="waveform")
+    bad = CliRunner().invoke(app, ["evaluate", str(train_dir), "-m", "debug", "--domain", "time",
+                                   "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--domain 'time' is not one of" in bad.output
     assert not (tmp_path / "x").exists()  # nothing was started
 
 
 def test_cli_evaluate_table_and_errors(train_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    args = ["evaluate", str(train_dir), "-m", "debug", "-n", "1", "--max-steps", "1",
+    args = ["evaluate", str(train_dir), "-m", "debug", "--per-class", "1", "--max-steps", "1",
             "--no-noise", "-o", str(tmp_path / "out"), "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -508,11 +513,11 @@ def test_cli_evaluate_table_and_errors(train_dir: Path, tmp_path: Path) -> None:
 def test_cli_default_max_steps_matches_the_library() -> None:
     import inspect
 
-    from dreamsound import cli
+    from dreamsound.cli.evaluate import evaluate as command
 
-    default = inspect.signature(cli.evaluate).parameters["max_steps"].default
-    assert default == ev.DEFAULT_MAX_STEPS
-    assert inspect.signature(cli.evaluate).parameters["threshold"].default == ev.DEFAULT_THRESHOLD
+    parameters = inspect.signature(command).parameters
+    assert parameters["max_steps"].default == ev.DEFAULT_MAX_STEPS
+    assert parameters["threshold"].default == ev.DEFAULT_THRESHOLD
 
 
 # --------------------------------------------------------------------------------------------

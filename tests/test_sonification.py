@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from dreamsound.api import sonify
 from dreamsound.errors import DreamsoundError
-from dreamsound.sonify import _bands_to_bins, gradient_to_audio, sonify
+from dreamsound.sonification import bands_to_bins, gradient_to_audio
 
 SR = 16000
 PEAK = 10 ** (-1 / 20)
@@ -20,15 +21,15 @@ def chord(rng) -> np.ndarray:
     return (x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def test_bands_to_bins_spreads_each_band_over_its_triangle(debug_model):
+def testbands_to_bins_spreads_each_band_over_its_triangle(debug_model):
     matrix = debug_model.front_end.mel_matrix
     values = torch.zeros(1, matrix.shape[1])
     values[0, 10] = 1.0
-    bins = _bands_to_bins(values, matrix)[0]
+    bins = bands_to_bins(values, matrix)[0]
     covered = matrix[:, 10] > 0
     assert bool((bins[covered] > 0).all()) and bool((bins[~covered] == 0).all())
     # A constant over all bands gives a constant over every bin the mel range covers.
-    flat = _bands_to_bins(torch.ones(1, matrix.shape[1]), matrix)[0]
+    flat = bands_to_bins(torch.ones(1, matrix.shape[1]), matrix)[0]
     support = matrix.sum(dim=1) > 0
     assert torch.allclose(flat[support], torch.ones(int(support.sum())))
 
