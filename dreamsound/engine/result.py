@@ -125,6 +125,20 @@ class DreamReport:
             del out["judges"]
         return out
 
+    def __getitem__(self, key: str) -> Any:
+        """``report["rmse_db"]``: reports were plain dicts before the engine's restructuring, and
+        scripts written then keep working."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dataclass_fields__
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Like ``dict.get`` (see :meth:`__getitem__`)."""
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
+
     def replace(self, **changes: Any) -> DreamReport:
         """A copy with some fields changed (reports are not edited in place)."""
         return dataclasses.replace(self, **changes)
