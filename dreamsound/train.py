@@ -448,7 +448,7 @@ def clip_scores(model: InstrumentClassifier, clips: Sequence[LoadedClip], *,
 # Each epoch draws one 1 s window per excerpt, so an epoch is only ~100 optimiser steps on a
 # rendered set of a few thousand clips. Stopped at 20 epochs, the validation loss was still
 # falling; run to 60 (the best epoch was the last), the FluidR3_GM cross-soundfont fold rose from
-# 0.705 / 0.620 to 0.786 / 0.634 top-1 (solo / mixtures; models/instrument_cnn/MODEL_CARD.md).
+# 0.705 / 0.620 to 0.786 / 0.634 top-1 (solo / mixtures; docs/instrument_experiments.md).
 DEFAULT_EPOCHS = 60
 DEFAULT_PATIENCE = 8
 
