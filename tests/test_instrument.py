@@ -22,7 +22,6 @@ from dreamsound.models.instrument import (
     class_names_and_codes,
     load_weights_file,
     new_model,
-    patch_count,
     read_config,
     save_weights_file,
 )
@@ -30,6 +29,11 @@ from dreamsound.models.instrument import (
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "instrument_cnn"
 SR = FRONT_END.sample_rate
+
+
+def patch_count(n_samples: int) -> int:
+    """1 s windows the model scores for a clip of ``n_samples`` at 22,050 Hz."""
+    return FRONT_END.n_patches(FRONT_END.n_frames(FRONT_END.padded_length(n_samples)))
 
 
 @pytest.fixture(scope="module")

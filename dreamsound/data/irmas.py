@@ -75,10 +75,6 @@ class TrainingExcerpt:
     excerpt: str | None
     group: str
 
-    @property
-    def label_index(self) -> int:
-        return IRMAS_CODES.index(self.label)
-
 
 @dataclass(frozen=True)
 class TestingExcerpt:
@@ -86,10 +82,6 @@ class TestingExcerpt:
 
     path: Path
     labels: tuple[str, ...]
-
-    @property
-    def label_indices(self) -> tuple[int, ...]:
-        return tuple(IRMAS_CODES.index(c) for c in self.labels)
 
 
 @dataclass(frozen=True)

@@ -218,11 +218,6 @@ class InstrumentClassifier(AudioClassifier):
         self.config = config
         self.threshold = config.threshold
 
-    def present(self, clip_scores: torch.Tensor) -> list[str]:
-        """Names of the classes whose clip score ``[C]`` reaches :attr:`threshold`."""
-        return [self.class_names[i] for i in torch.nonzero(clip_scores >= self.threshold)
-                .flatten().tolist()]
-
 
 def read_config(path: str | Path) -> InstrumentConfig:
     """The configuration stored in an instrument weights file (or its ``config.json``)."""
@@ -303,15 +298,6 @@ def build(weights: Path | None, device: torch.device) -> InstrumentClassifier:
 def class_names_and_codes() -> tuple[list[str], list[str]]:
     """The default model's classes without building it (for ``dreamsound classes``)."""
     return list(IRMAS_NAMES), list(IRMAS_CODES)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def patch_count(n_samples: int, front_end: FrontEndConfig = FRONT_END) -> int:
-    """1 s windows the model scores for a clip of ``n_samples`` at 22,050 Hz."""
-    return front_end.n_patches(front_end.n_frames(front_end.padded_length(n_samples)))
 
 
 def new_model(class_codes: Sequence[str] = IRMAS_CODES, *,
