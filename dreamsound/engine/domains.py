@@ -124,7 +124,9 @@ class SpectrogramDomain(Domain):
         # Frames that start before the input ends hold real samples.
         self.real_frames = min(self.n_frames, math.ceil(wave.shape[-1] / cfg.hop_length))
         self.floor = model.front_end.floor
-        self.step_nepers = config.effective_step_size / metrics.DB_PER_NEPER
+        # The step size is in dB; the parameter is the front-end's own log-mel, whose dB per
+        # unit differs between models (20/ln 10 for ln(mel), 10 for musicnn's log10 of power).
+        self.step_nepers = config.effective_step_size / db_per_unit(model.front_end)
         self.jitter_limit = round(config.jitter * cfg.sample_rate / cfg.hop_length)
         #: Whose phase rendering starts from: the input, or the last render the dream went on
         #: from; None for a silent start (random phase).
@@ -290,6 +292,12 @@ class WaveformDomain(Domain):
                steps_done: int) -> torch.Tensor:
         assert dreamed_wave is not None
         return dreamed_wave
+
+
+def db_per_unit(front_end: metrics.DbScale) -> float:
+    """dB per unit of a front-end's log-mel (its ``mel_db`` is linear in the log-mel)."""
+    one, zero = (torch.tensor(v, dtype=torch.float64) for v in (1.0, 0.0))
+    return float(front_end.mel_db(one) - front_end.mel_db(zero))
 
 
 def kept_frames(size: int, n_frames: int, real_frames: int) -> int:
