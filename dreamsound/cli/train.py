@@ -23,7 +23,8 @@ from dreamsound.cli.common import (
 def train(
     data_dirs: Annotated[list[Path], typer.Argument(
         help="IRMAS training-layout folder(s): class folders cel, cla, ... voi of .wav files "
-             "(the real IRMAS-TrainingData, or sets rendered by scripts/render_trainset.py).")],
+             "(the real IRMAS-TrainingData, or sets rendered by "
+             "scripts/data/render_trainset.py).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: model.safetensors, "
                                       "config.json, train_log.json.")],
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 60,

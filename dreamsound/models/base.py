@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dreamsound.errors import TargetError, did_you_mean
+from dreamsound.models.concepts import concept_indices, find_concept
 from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
 
 
@@ -107,7 +108,9 @@ class AudioClassifier(nn.Module):
 
         Tried in order, case-insensitively: an index, the exact display name, a class code
         (IRMAS ``vio``, AudioSet ``/m/07q...``), one comma-separated part of a name
-        (``violin`` -> ``Violin, fiddle``), then a whole word of a name if that is unambiguous.
+        (``violin`` -> ``Violin, fiddle``), a name of the same sound in another model's
+        vocabulary (:mod:`dreamsound.models.concepts`: ``gac`` -> ``Acoustic guitar``), then a
+        whole word of a name if that is unambiguous.
         Raises :class:`TargetError` with the closest names otherwise.
         """
         return resolve_class_name(name, self.class_names, self.class_codes, model=self.name)
@@ -155,6 +158,12 @@ def resolve_class_name(name: str | int, class_names: Sequence[str], class_codes:
              if lowered in (p.strip().lower() for p in c.split(","))]
     if parts:
         return parts[0]
+    # A name from another model's vocabulary ("gac", "violin", "Singing") through the concept map.
+    concept = find_concept(query)
+    if concept is not None:
+        mapped = concept_indices(concept, class_names, class_codes)
+        if mapped:
+            return mapped[0]
     words = [i for i, c in enumerate(class_names)
              if lowered in c.lower().replace(",", " ").replace("(", " ").replace(")", " ").split()]
     if len(words) == 1:

@@ -35,7 +35,10 @@ import numpy as np
 import torch
 
 from dreamsound import metrics
-from dreamsound.dream import DEFAULT_FIT_ITERATIONS, Objective, TargetTerm, dream, limit_peaks
+from dreamsound.api import dream
+from dreamsound.audio import limit_peaks
+from dreamsound.config import DreamConfig
+from dreamsound.engine.objectives import Objective, TargetTerm
 from dreamsound.models.registry import load_model
 
 
@@ -46,7 +49,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fit-iterations", type=int, default=DEFAULT_FIT_ITERATIONS)
+    parser.add_argument("--fit-iterations", type=int, default=DreamConfig().fit_iterations)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -57,7 +60,7 @@ def main() -> None:
         raise SystemExit(f"no class-folder wavs with {args.model}'s class codes in {args.data_dir}")
     chooser = random.Random(args.seed)
     chosen = chooser.sample(files, min(args.clips, len(files)))
-    offset = model.front_end.config.log_offset
+    fe = model.front_end
     columns: dict[str, dict[str, list[float]]] = {"griffin-lim": {}, "+ fit": {}}
     dreamed_distance: list[float] = []
     for path in chosen:
@@ -66,7 +69,7 @@ def main() -> None:
                        step_size=0.1, seed=0)
         original = torch.from_numpy(result.spectrograms["original"])
         dreamed = torch.from_numpy(result.spectrograms["dreamed"])
-        dreamed_distance.append(metrics.rmse_db(dreamed, original, log_offset=offset))
+        dreamed_distance.append(metrics.rmse_db(dreamed, original, front_end=fe))
         wave = torch.from_numpy(result.original)
         objective = Objective(model, targets=[TargetTerm(target, codes[target], 1.0, "")])
         for name, fit in (("griffin-lim", 0), ("+ fit", args.fit_iterations)):
@@ -80,9 +83,9 @@ def main() -> None:
                 confidence = objective.confidence(model.logits_from_log_mel(heard))
             row = columns[name]
             row.setdefault("to dream", []).append(
-                metrics.rmse_db(heard, dreamed, log_offset=offset))
+                metrics.rmse_db(heard, dreamed, front_end=fe))
             row.setdefault("from original", []).append(
-                metrics.rmse_db(heard, original, log_offset=offset))
+                metrics.rmse_db(heard, original, front_end=fe))
             row.setdefault("confidence", []).append(float(confidence))
             row.setdefault("seconds", []).append(seconds)
         print(f"{path.name[:48]:48s} -> {codes[target]}: dream {dreamed_distance[-1]:.2f} dB",
