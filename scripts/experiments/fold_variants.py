@@ -39,6 +39,7 @@ import torch
 
 import dreamsound.train as training
 from dreamsound.models.instrument import Architecture, InstrumentNetwork
+from dreamsound.train import loop as training_loop
 
 if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -87,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool == "mean":
         InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
     if args.freq_mixstyle > 0:
-        training.augment = with_freq_mixstyle(training.augment, args.freq_mixstyle,
-                                              args.mixstyle_alpha)
+        # Patched where train() looks it up (the loop module), not on the package.
+        training_loop.augment = with_freq_mixstyle(training_loop.augment, args.freq_mixstyle,
+                                                   args.mixstyle_alpha)
     overrides = {}
     if args.mixup > 0:
         overrides["augmentation"] = training.Augmentation(mixup_prob=args.mixup,
