@@ -26,9 +26,18 @@ from dreamsound.config import DreamConfig
 from dreamsound.engine.domains import Domain, SpectrogramDomain, WaveformDomain
 from dreamsound.engine.judge import Analysis, Judge
 from dreamsound.engine.loop import Ascent, Hooks, ascend
-from dreamsound.engine.objectives import Objective, TargetTerm, build_objective
+from dreamsound.engine.objectives import (
+    Member,
+    Objective,
+    SoundObjective,
+    TargetTerm,
+    build_objective,
+    ensemble_objective,
+)
 from dreamsound.engine.result import DreamReport, DreamResult
-from dreamsound.errors import AudioError, DreamsoundError, TargetError
+from dreamsound.engine.sound import EnvelopeDomain, SamplesDomain, SoundDomain
+from dreamsound.engine.transforms import SOUND_CHANGES, RandomChanges
+from dreamsound.errors import AudioError, ConfigError, DreamsoundError, TargetError
 from dreamsound.events import ProgressCallback
 from dreamsound.inputs import LoadedInput, load_input, match_length
 from dreamsound.models.base import AudioClassifier
@@ -38,6 +47,7 @@ from dreamsound.sonification import gradient_to_audio, join_segments
 log = logging.getLogger(__name__)
 
 Target = str | int | Sequence[Any] | Mapping[str, float]
+ModelChoice = str | AudioClassifier | tuple[str | AudioClassifier, float]
 #: ``on_snapshot(step, audio ndarray [n])``: the dream as sound every ``snapshot_every`` steps.
 SnapshotCallback = Callable[[int, np.ndarray], None]
 
@@ -72,24 +82,46 @@ class SonifyResult:
 
 
 class Dreamer:
-    """A loaded model and a dream configuration, reused for many sounds.
+    """Loaded models and a dream configuration, reused for many sounds.
 
     Parameters
     ----------
-    model : str or AudioClassifier
-        Registry name (default ``"instrument"``) or a loaded model.
+    model : str, AudioClassifier, or a sequence of them (or of ``(model, weight)`` pairs)
+        The dreaming model(s): a registry name (default ``"instrument"``) or a loaded model.
+        Several models make an ensemble that hears one sound (sound domains only); the first is
+        the primary model, on whose scale distances and the report's confidences are given.
     config : DreamConfig, optional
         How to dream (default: :class:`DreamConfig` ()).
     weights, device
-        For :func:`dreamsound.load_model` when ``model`` is a name.
+        For :func:`dreamsound.load_model` when the primary model is a name (``weights``) and
+        for every model loaded by name (``device``).
+    judges : sequence of str or AudioClassifier
+        Models that take no part in the dream and judge it (:meth:`judge_transfer`).
     """
 
-    def __init__(self, model: str | AudioClassifier = DEFAULT_MODEL,
+    def __init__(self, model: ModelChoice | Sequence[ModelChoice] = DEFAULT_MODEL,
                  config: DreamConfig | None = None, *, weights: str | Path | None = None,
-                 device: str | None = None):
-        self.model = model if isinstance(model, AudioClassifier) \
-            else load_model(model, weights, device)
+                 device: str | None = None, judges: Sequence[str | AudioClassifier] = ()):
+        choices = list(model) if isinstance(model, list | tuple) else [model]
+        if not choices:
+            raise ConfigError("give at least one model to dream on")
+        self.models: list[AudioClassifier] = []
+        self.model_weights: list[float] = []
+        for position, choice in enumerate(choices):
+            entry, weight = choice if isinstance(choice, tuple) else (choice, 1.0)
+            self.models.append(_loaded(entry, weights if position == 0 else None, device))
+            self.model_weights.append(float(weight))
+        self.model = self.models[0]
         self.config = config if config is not None else DreamConfig()
+        self.judges = [_loaded(j, None, device) for j in judges]
+        dreaming = {m.name for m in self.models}
+        if any(j.name in dreaming for j in self.judges):
+            raise ConfigError("a judge never takes part in the dream it judges: "
+                              f"{', '.join(sorted(dreaming & {j.name for j in self.judges}))} "
+                              "both dreams and judges")
+        if len(self.models) > 1 and not self.config.is_sound:
+            raise ConfigError("dreaming on several models needs a sound they all hear: "
+                              "--style robust, or --domain envelope or samples")
 
     # -- inputs -----------------------------------------------------------------------------------
     def load(self, audio: str | Path | np.ndarray, *, sample_rate: int | None = None,
@@ -114,7 +146,9 @@ class Dreamer:
             ``"sine:440:2s"``; or a mono float waveform at ``sample_rate`` Hz.
         target : str, int, mapping or sequence, optional
             Class(es) to ascend: ``"violin"``, ``"violin:1,flute:0.5"``, ``{"violin": 1}``.
-            With neither ``target`` nor ``layer``: the input's own top class.
+            With neither ``target`` nor ``layer``: the input's own top class. In an ensemble
+            each model ascends its own class for the same concept (``violin`` -> "Violin,
+            fiddle" on YAMNet).
         layer, channel : str, int, optional
             Ascend this named layer's activation energy (one channel of it) instead.
         target_sound : path or ndarray, optional
@@ -136,23 +170,31 @@ class Dreamer:
         if silent:
             log.warning("%s is silent: dreaming from silence (random initial phase)",
                         source.label)
-            if c.domain == "waveform":
-                raise AudioError(f"{source.label}: is silent; the waveform domain cannot grow a "
-                                 "sound from digital silence (its gradient is zero). Use "
+            if c.domain != "spectrogram":
+                raise AudioError(f"{source.label}: is silent; only the spectrogram domain can "
+                                 "grow a sound from digital silence (elsewhere its gradient is "
+                                 "zero or it has no spectrum to shape). Use --style exact "
                                  "--domain spectrogram or start from noise (noise:3s)")
         net = self.model
         wave = torch.from_numpy(source.waveform).to(net.device)
+        generator = torch.Generator().manual_seed(c.seed)
         domain = self._domain(wave, silent, target_sound, sample_rate)
-        objective = build_objective(net, domain.original, target=target, layer=layer,
-                                    channel=channel)
+        primary = build_objective(net, domain.original, target=target, layer=layer,
+                                  channel=channel)
+        objective: Any = primary if not c.is_sound else SoundObjective(
+            [Member(primary, self.model_weights[0])]
+            + [Member(ensemble_objective(m, primary), w)
+               for m, w in zip(self.models[1:], self.model_weights[1:])],
+            net.sample_rate, score=c.score,
+            changes=RandomChanges.named(list(SOUND_CHANGES), samples=c.changes)
+            if c.changes else None, generator=generator)
         snapshots: list[tuple[int, np.ndarray]] = []
         hooks = Hooks(progress=progress, on_gradient=on_gradient,
                       on_snapshot=self._snapshot_keeper(snapshots, on_snapshot)
                       if c.snapshot_every else None)
-        judge = Judge(net, objective)
+        judge = Judge(net, primary)
         before = judge.analyse(domain.original)
-        ascent = ascend(domain, objective, c, generator=torch.Generator().manual_seed(c.seed),
-                        hooks=hooks)
+        ascent = ascend(domain, objective, c, generator=generator, hooks=hooks)
         dreamed_log_mel, dreamed_wave = domain.finish(ascent.param)
         rendered = domain.render(dreamed_log_mel, dreamed_wave, ascent.steps)
         after = judge.analyse(dreamed_log_mel)
@@ -162,19 +204,20 @@ class Dreamer:
         gradient = ascent.first_gradient
         if gradient is None:  # zero steps: the gradient at the original, for the outputs
             gradient = _gradient_at(domain, objective)
-        report = self._report(source, objective, ascent, (before, after, heard),
+        report = self._report(source, primary, ascent, (before, after, heard),
                               (domain.original, dreamed_log_mel, rendered_log_mel),
                               layer=layer, channel=channel, target=target, started=started)
+        if isinstance(objective, SoundObjective) and len(self.models) > 1:
+            report = report.replace(ensemble=self._ensemble_report(objective, wave, audio_out))
+        gradient_audio = self._gradient_audio(domain, gradient, wave, silent)
         cfg = net.front_end.config
         return DreamResult(
             audio=audio_out, sample_rate=net.sample_rate, original=source.waveform,
-            gradient_audio=gradient_to_audio(gradient, model=net, domain=c.domain,
-                                             reference=None if silent else wave,
-                                             length=wave.shape[-1], seed=c.seed),
+            gradient_audio=gradient_audio,
             spectrograms={"original": domain.original.cpu().numpy(),
                           "dreamed": dreamed_log_mel.cpu().numpy(),
                           "rendered": rendered_log_mel.cpu().numpy(),
-                          "gradient": self._gradient_view(gradient)},
+                          "gradient": self._gradient_view(gradient, gradient_audio)},
             frame_rate=cfg.sample_rate / cfg.hop_length,
             band_hz=net.front_end.band_centres_hz(), report=report,
             gradient=gradient.cpu().numpy(), front_end=net.front_end,
@@ -183,12 +226,28 @@ class Dreamer:
     def _domain(self, wave: torch.Tensor, silent: bool,
                 target_sound: str | Path | np.ndarray | None,
                 sample_rate: int | None) -> Domain:
-        if self.config.domain == "spectrogram":
-            return SpectrogramDomain(self.model, self.config, wave, silent=silent)
+        c = self.config
+        if c.domain == "spectrogram":
+            return SpectrogramDomain(self.model, c, wave, silent=silent)
+        if c.domain == "envelope":
+            return EnvelopeDomain(self.model, c, wave)
+        if c.domain == "samples":
+            return SamplesDomain(self.model, c, wave)
         second = None
         if target_sound is not None:
             second = self._target_sound(target_sound, wave, sample_rate)
-        return WaveformDomain(self.model, self.config, wave, target_sound=second)
+        return WaveformDomain(self.model, c, wave, target_sound=second)
+
+    def _ensemble_report(self, objective: SoundObjective, wave: torch.Tensor,
+                         audio_out: np.ndarray) -> list[dict]:
+        """Each dreaming model's confidence in the original and in the rendered sound."""
+        rendered = torch.from_numpy(audio_out).to(wave.device)
+        before = objective.member_confidences(wave)
+        after = objective.member_confidences(rendered)
+        return [{"model": m.model.name, "weight": m.weight,
+                 "target": " + ".join(t.name for t in m.objective.targets),
+                 "confidence_before": b, "confidence_rendered": a}
+                for m, b, a in zip(objective.members, before, after)]
 
     def _target_sound(self, sound: str | Path | np.ndarray, wave: torch.Tensor,
                       sample_rate: int | None) -> torch.Tensor:
@@ -223,13 +282,29 @@ class Dreamer:
                 on_snapshot(step, samples)
         return keep
 
-    def _gradient_view(self, gradient: torch.Tensor) -> np.ndarray:
-        """The first gradient as a log-mel-shaped array (waveform: the log-mel of it)."""
+    def _gradient_audio(self, domain: Domain, gradient: torch.Tensor, wave: torch.Tensor,
+                        silent: bool) -> np.ndarray:
+        """The first step's gradient as sound (:mod:`dreamsound.sonification`)."""
+        c, net = self.config, self.model
+        if isinstance(domain, SoundDomain):
+            return gradient_to_audio(domain.gradient_sound(gradient), model=net,
+                                     domain="waveform", reference=None, length=wave.shape[-1])
+        return gradient_to_audio(gradient, model=net, domain=c.domain,
+                                 reference=None if silent else wave, length=wave.shape[-1],
+                                 seed=c.seed)
+
+    def _gradient_view(self, gradient: torch.Tensor, gradient_audio: np.ndarray) -> np.ndarray:
+        """The first gradient as a log-mel-shaped array: itself in the spectrogram domain, else
+        the log-mel of its sound."""
         if self.config.domain == "spectrogram":
             return gradient.cpu().numpy()
+        if self.config.domain == "waveform":
+            with torch.no_grad():
+                peak = gradient.abs().max().clamp(min=torch.finfo(gradient.dtype).tiny)
+                return self.model.log_mel(gradient / peak).cpu().numpy()
         with torch.no_grad():
-            peak = gradient.abs().max().clamp(min=torch.finfo(gradient.dtype).tiny)
-            return self.model.log_mel(gradient / peak).cpu().numpy()
+            return self.model.log_mel(torch.from_numpy(gradient_audio).to(
+                self.model.device)).cpu().numpy()
 
     def _report(self, source: LoadedInput, objective: Objective, ascent: Ascent,
                 analyses: tuple[Analysis, Analysis, Analysis],
@@ -382,6 +457,12 @@ class Dreamer:
         source = load_input(audio, sample_rate=self.model.sample_rate, input_rate=sample_rate,
                             allow_silence=False, max_seconds=max_seconds)
         return classify_waveform(self.model, source.waveform)
+
+
+def _loaded(model: str | AudioClassifier, weights: str | Path | None,
+            device: str | None) -> AudioClassifier:
+    """A loaded model: itself, or the registry's model of that name."""
+    return model if isinstance(model, AudioClassifier) else load_model(model, weights, device)
 
 
 def _check_request(config: DreamConfig, *, target: Target | None, layer: str | None,

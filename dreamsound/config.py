@@ -21,13 +21,28 @@ from typing import Any
 
 from dreamsound.errors import ConfigError, did_you_mean
 
-DOMAINS = ("spectrogram", "waveform")
+#: Exact domains change one model's own input; sound domains change a sound every model hears.
+EXACT_DOMAINS = ("spectrogram", "waveform")
+SOUND_DOMAINS = ("envelope", "samples")
+DOMAINS = EXACT_DOMAINS + SOUND_DOMAINS
 RULES = ("additive", "filter", "filter-add", "target")
 NORMALIZATIONS = ("mean", "max")
+STYLES = ("robust", "exact")
+SCORES = ("logit", "log-prob")
 
 #: Default step size per domain: dB of the mel spectrogram (spectrogram domain, mean absolute
-#: change per step), or a fraction of the input's RMS (waveform domain).
-DEFAULT_STEP_SIZE = {"spectrogram": 0.25, "waveform": 0.05}
+#: change per step), a fraction of the input's RMS (waveform and samples domains), or dB of the
+#: envelope's gains (envelope domain).
+DEFAULT_STEP_SIZE = {"spectrogram": 0.25, "waveform": 0.05, "envelope": 0.5, "samples": 0.02}
+
+#: What each style fills in for the knobs left unset (None). ``exact`` is the engine as
+#: DreamSound and Cochran & Kim used it: one model's own input, its logit, no changes; its
+#: dreams convince that model and few others. ``robust`` changes the sound's envelope, heard
+#: through random changes, with saturating log-probabilities (see the README's measurements).
+STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "exact": {"domain": "spectrogram", "changes": 0, "score": "logit"},
+    "robust": {"domain": "envelope", "changes": 4, "score": "log-prob"},
+}
 
 #: Help panels of the command line, in display order.
 PANELS = ("Dream", "Stop and distance", "Waveform rules", "Rendering and output")
@@ -67,9 +82,16 @@ class DreamConfig:
     ``jitter`` in seconds; confidences in [0, 1].
     """
 
-    domain: str = knob("spectrogram", flag="--domain", short="-d", panel="Dream",
-                       help="spectrogram (ascend the log-mel, render with fast Griffin-Lim) or "
-                            "waveform (ascend the samples, DreamSound's rules).")
+    style: str = knob("exact", flag="--style", panel="Dream",
+                      help="robust: a sound other models hear too (envelope, random changes); "
+                           "exact: the model's own input, as DreamSound and Cochran & Kim "
+                           "(fills in --domain, --changes and --score when not given).")
+    domain: str | None = knob(None, flag="--domain", short="-d", panel="Dream",
+                              help="spectrogram (ascend the log-mel, render with fast "
+                                   "Griffin-Lim), waveform (the samples, DreamSound's rules), "
+                                   "envelope (a smooth gain on the sound's own spectrum) or "
+                                   "samples (the sound, heard by every model). Default: the "
+                                   "style's.")
     steps: int = knob(50, flag="--steps", short="-n", min=0, panel="Dream",
                       help="Gradient steps (per octave).")
     step_size: float | None = knob(None, flag="--step-size", short="-s", panel="Dream",
@@ -87,6 +109,15 @@ class DreamConfig:
                                help="Time scale between octaves.")
     jitter: float = knob(0.0, flag="--jitter", min=0.0, panel="Dream",
                          help="Random time roll per step, up to this many seconds.")
+    changes: int | None = knob(None, flag="--changes", min=0, panel="Dream",
+                               help="Randomly changed copies of the sound per step (shift, "
+                                    "gain, speed, noise, EQ tilt, reverb, band limit) that the "
+                                    "models must all hear; 0: none. Envelope and samples "
+                                    "domains. Default: the style's.")
+    score: str | None = knob(None, flag="--score", panel="Dream",
+                             help="logit (ascend the target's logit) or log-prob (its "
+                                  "log-probability, saturating once a model is convinced). "
+                                  "Default: the style's.")
     seed: int = knob(0, flag="--seed", panel="Dream",
                      help="Fixes every random choice (same seed, same bytes).")
     until: float | None = knob(None, flag="--until", min=0.0, max=1.0,
@@ -122,6 +153,10 @@ class DreamConfig:
                                       help="Also write a numbered snapshot every K steps.")
 
     def __post_init__(self) -> None:
+        _choice(self.style, STYLES, "--style")
+        for name, value in STYLE_DEFAULTS[self.style].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)  # frozen: fill in once, at construction
         self.validate()
 
     # -- derived values --------------------------------------------------------------------------
@@ -134,6 +169,7 @@ class DreamConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line naming the flag) for any inconsistent knob."""
         _choice(self.domain, DOMAINS, "--domain")
+        _choice(self.score, SCORES, "--score")
         _choice(self.rule, RULES, "--rule")
         _choice(self.normalize, NORMALIZATIONS, "--normalize")
         for item in dataclasses.fields(self):
@@ -146,7 +182,7 @@ class DreamConfig:
             if (low is not None and value < low) or (high is not None and value > high):
                 bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
                 raise ConfigError(f"{item.metadata['flag']} must be {bounds}, got {value}")
-        if self.domain == "spectrogram" and (self.rule != "additive" or self.flip):
+        if self.domain != "waveform" and (self.rule != "additive" or self.flip):
             raise ConfigError("--rule and --flip belong to the waveform domain; add "
                               "--domain waveform")
         if self.flip and self.rule == "additive":
@@ -163,6 +199,13 @@ class DreamConfig:
             raise ConfigError(f"--octave-scale must be > 1, got {self.octave_scale}")
         if self.until_rendered and self.until is None:
             raise ConfigError("--until-rendered needs --until")
+        if self.changes and self.domain not in SOUND_DOMAINS:
+            raise ConfigError("--changes needs a sound domain (--domain envelope or samples)")
+
+    @property
+    def is_sound(self) -> bool:
+        """Whether the dream changes a sound every model hears (envelope, samples)."""
+        return self.domain in SOUND_DOMAINS
 
     # -- construction and JSON --------------------------------------------------------------------
     @classmethod
@@ -186,7 +229,8 @@ class DreamConfig:
         """The knobs in use, as reports store them: ``step_size`` resolved, with its unit."""
         out = self.to_dict()
         out["step_size"] = self.effective_step_size
-        out["step_size_unit"] = "dB" if self.domain == "spectrogram" else "x input RMS"
+        out["step_size_unit"] = "dB" if self.domain in ("spectrogram", "envelope") \
+            else "x input RMS"
         return out
 
     @classmethod
@@ -230,4 +274,4 @@ def _coerce(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: Optional knobs (default None) that hold whole numbers.
-_OPTIONAL_INTS = {"snapshot_every"}
+_OPTIONAL_INTS = {"snapshot_every", "changes"}

@@ -37,7 +37,8 @@ class DbScale(Protocol):
     def mel_db(self, log_mel: torch.Tensor) -> torch.Tensor: ...
 
 
-__all__ = ["DB_PER_NEPER", "METRIC_DEFINITIONS", "distance_report", "is_success", "mel_db",
+__all__ = ["DB_PER_NEPER", "METRIC_DEFINITIONS", "distance_report", "is_success", "judge_moved",
+           "mel_db",
            "mse_db2", "rmse_db", "spectral_convergence_db", "target_confidence", "top_k"]
 
 #: dB per natural-log unit of magnitude: 20 / ln(10) ≈ 8.6859.
@@ -145,6 +146,29 @@ def is_success(clip_scores: Any, index: int, *, threshold: float | None = None) 
     if threshold is not None:
         return bool(values[index] >= threshold)
     return bool(values[index] >= values.max())
+
+
+#: A judge's target score must at least multiply by this and rise by at least MOVE_MIN_GAIN.
+MOVE_MIN_RATIO = 2.0
+MOVE_MIN_GAIN = 0.02
+
+
+def judge_moved(confidence_before: float, confidence_after: float, rank_before: int,
+                rank_after: int) -> bool:
+    """Whether a judge outside the dream heard it move toward the target
+    (``METRIC_DEFINITIONS["judge_moved"]``).
+
+    Parameters
+    ----------
+    confidence_before, confidence_after : float
+        The judge's target score of the original and of the dream (0..1).
+    rank_before, rank_after : int
+        The target's rank (1 = first) among the judge's comparable classes.
+    """
+    rises = (confidence_after >= MOVE_MIN_RATIO * confidence_before
+             and confidence_after - confidence_before >= MOVE_MIN_GAIN)
+    climbs = rank_after < rank_before or rank_after == rank_before == 1
+    return bool(rises and climbs)
 
 
 def spectral_convergence_db(waveform: torch.Tensor, magnitude: torch.Tensor, *, n_fft: int,

@@ -6,7 +6,7 @@ The loop (:mod:`dreamsound.engine.loop`) knows only this interface (:class:`Doma
 * ``stages`` and :meth:`~Domain.begin_stage` / :meth:`~Domain.end_stage`: the parameter to
   ascend in each stage (coarse-to-fine octaves in the spectrogram domain; one stage otherwise);
 * :meth:`~Domain.view`: the log-mel the model sees for the parameter, rolled by a jitter shift;
-* :meth:`~Domain.log_mel_of`: the unshifted log-mel (confidences, distances);
+* :meth:`~Domain.clean_view`: the unshifted view (confidences);
 * :meth:`~Domain.distance_terms`: the pair the distance penalty compares;
 * :meth:`~Domain.update`: one step along a gradient, with the domain's constraints; returns the
   new parameter and its distance to the original (dB) where it is known;
@@ -78,7 +78,7 @@ class Domain:
     def view(self, param: torch.Tensor, shift: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def log_mel_of(self, param: torch.Tensor) -> torch.Tensor:
+    def clean_view(self, param: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def distance_terms(self, param: torch.Tensor, seen: torch.Tensor,
@@ -154,7 +154,7 @@ class SpectrogramDomain(Domain):
     def view(self, param: torch.Tensor, shift: int) -> torch.Tensor:
         return torch.roll(param, shift, dims=-2) if shift else param
 
-    def log_mel_of(self, param: torch.Tensor) -> torch.Tensor:
+    def clean_view(self, param: torch.Tensor) -> torch.Tensor:
         return param
 
     def distance_terms(self, param: torch.Tensor, seen: torch.Tensor,
@@ -253,7 +253,7 @@ class WaveformDomain(Domain):
     def view(self, param: torch.Tensor, shift: int) -> torch.Tensor:
         return self.model.log_mel(torch.roll(param, shift * self.hop) if shift else param)
 
-    def log_mel_of(self, param: torch.Tensor) -> torch.Tensor:
+    def clean_view(self, param: torch.Tensor) -> torch.Tensor:
         return self.model.log_mel(param.detach())
 
     def distance_terms(self, param: torch.Tensor, seen: torch.Tensor,

@@ -80,8 +80,8 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
             seen = domain.view(param, shift)
             value, logits = objective(seen)
             if last_stage and config.until is not None:
-                confidence = objective.confidence(logits) if not shift else \
-                    _confidence_of(objective, domain.log_mel_of(param))
+                confidence = objective.confidence(logits) if not shift and logits is not None \
+                    else objective.confidence_of(domain.clean_view(param))
                 if confidence is not None and confidence >= config.until:
                     reached = domain.check_reached(param, result.steps, objective)
                     if reached.stop:
@@ -115,11 +115,6 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
         if result.stopped == "until":
             break
     return result
-
-
-def _confidence_of(objective: Objective, log_mel: torch.Tensor) -> float | None:
-    with torch.no_grad():
-        return objective.confidence(objective.model.logits_from_log_mel(log_mel.detach()))
 
 
 def _emit(hooks: Hooks, step: int, total: int, value: torch.Tensor, confidence: float | None,

@@ -172,6 +172,11 @@ class Objective:
         scores = self.model.scores_from_logits(logits)
         return [metrics.target_confidence(scores, t.index) for t in self.targets]
 
+    def confidence_of(self, log_mel: torch.Tensor) -> float | None:
+        """The confidence of a log-mel, without gradients (see :meth:`confidence`)."""
+        with torch.no_grad():
+            return self.confidence(self.model.logits_from_log_mel(log_mel.detach()))
+
     def confidence(self, logits: torch.Tensor | None) -> float | None:
         """The one confidence ``until`` is compared with: the minimum over positively weighted
         targets (so ``until`` means *every* wanted class got there); None for a layer."""
@@ -179,6 +184,23 @@ class Objective:
             return None
         values = self.confidences(logits)
         return min(v for v, t in zip(values, self.targets) if t.weight > 0)
+
+
+def ensemble_objective(model: AudioClassifier, primary: Objective) -> Objective:
+    """The primary objective's targets in another model's vocabulary: each class through the
+    concept map (:mod:`dreamsound.models.concepts`), else by its name; a layer cannot be shared."""
+    from dreamsound.models.concepts import concept_of_class
+
+    if primary.layer is not None:
+        raise TargetError("a layer objective belongs to one model; dream on one model")
+    terms = []
+    for term in primary.targets:
+        codes = primary.model.class_codes
+        concept = concept_of_class(term.name, codes[term.index] if codes else "")
+        query = concept.name if concept is not None else term.name
+        index = model.resolve_class(query)
+        terms.append(TargetTerm(index, model.class_names[index], term.weight, query))
+    return Objective(model, targets=terms)
 
 
 def top_class_target(model: AudioClassifier, log_mel: torch.Tensor) -> int:
@@ -201,3 +223,105 @@ def build_objective(model: AudioClassifier, log_mel: torch.Tensor, *,
     if target is None:
         target = top_class_target(model, log_mel)
     return Objective(model, targets=resolve_targets(model, target))
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives of a sound heard by one or several models
+# ---------------------------------------------------------------------------------------------
+
+SCORES = ("logit", "log-prob")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of an ensemble: its target objective (classes resolved in its own vocabulary)
+    and its weight in the sum."""
+
+    objective: Objective
+    weight: float = 1.0
+
+    @property
+    def model(self) -> AudioClassifier:
+        return self.objective.model
+
+
+class SoundObjective:
+    """What a dream on a *sound* ascends: the sound ``[n]`` at ``rate`` Hz is heard by every
+    member model through its own resampling and front-end, optionally as ``changes`` (random
+    changed copies, averaged: expectation over transformations).
+
+    ``score="logit"`` ascends each member's target logits (as :class:`Objective`);
+    ``"log-prob"`` their log-probabilities, which saturate once a model is convinced so the
+    others get the gradient (and put models with different logit scales on one scale).
+    ``confidence`` is the *least* convinced member's: ``until`` means every model got there.
+    """
+
+    def __init__(self, members: Sequence[Member], rate: int, *, score: str = "logit",
+                 changes: Any = None, generator: torch.Generator | None = None):
+        if not members:
+            raise DreamsoundError("a sound objective needs at least one model")
+        if score not in SCORES:
+            raise DreamsoundError(f"unknown score {score!r}; choose {' or '.join(SCORES)}")
+        if any(m.objective.layer is not None for m in members) and len(members) > 1:
+            raise TargetError("a layer objective belongs to one model; dream on one model")
+        self.members = list(members)
+        self.rate = int(rate)
+        self.score = score
+        self.changes = changes
+        self.generator = generator if generator is not None else torch.Generator()
+
+    @property
+    def model(self) -> AudioClassifier:
+        """The primary model (the first): distances and the report are on its scale."""
+        return self.members[0].model
+
+    @property
+    def targets(self) -> list[TargetTerm]:
+        return self.members[0].objective.targets
+
+    def _heard(self, member: Member, audio: torch.Tensor) -> torch.Tensor:
+        from dreamsound.spectral.resample import resample_fft
+
+        return member.model.log_mel(resample_fft(audio, self.rate, member.model.sample_rate))
+
+    def _value(self, member: Member, log_mel: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        objective = member.objective
+        if self.score == "logit" or objective.layer is not None:
+            return objective(log_mel)
+        logits = member.model.logits_from_log_mel(log_mel)
+        scores = member.model.scores_from_logits(logits)
+        value = sum(t.weight * torch.log(scores[:, t.index].clamp(min=1e-30)).mean()
+                    for t in objective.targets)
+        return value, logits  # type: ignore[return-value]
+
+    def __call__(self, audio: torch.Tensor) -> tuple[torch.Tensor, list | None]:
+        copies = [audio] if self.changes is None else \
+            self.changes.draw(audio, self.rate, self.generator)
+        total: Any = 0.0
+        logits: list = []
+        for copy in copies:
+            for member in self.members:
+                value, member_logits = self._value(member, self._heard(member, copy))
+                total = total + member.weight * value
+                logits.append(member_logits)
+        # Confidences of changed copies are not the sound's: the loop then asks confidence_of.
+        return total / len(copies), (logits if self.changes is None else None)
+
+    def confidence(self, logits: list | None) -> float | None:
+        if logits is None:
+            return None
+        values = [m.objective.confidence(lg) for m, lg in zip(self.members, logits)]
+        return None if any(v is None for v in values) else min(values)  # type: ignore[type-var]
+
+    def confidence_of(self, audio: torch.Tensor) -> float | None:
+        """The least convinced member's confidence in the unchanged sound (no gradients)."""
+        with torch.no_grad():
+            values = [m.objective.confidence_of(self._heard(m, audio.detach()))
+                      for m in self.members]
+        return None if any(v is None for v in values) else min(values)  # type: ignore[type-var]
+
+    def member_confidences(self, audio: torch.Tensor) -> list[float | None]:
+        """Each member's confidence in the unchanged sound (for the report)."""
+        with torch.no_grad():
+            return [m.objective.confidence_of(self._heard(m, audio.detach()))
+                    for m in self.members]

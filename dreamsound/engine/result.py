@@ -79,7 +79,11 @@ class DreamReport:
         until the files are written (:mod:`dreamsound.outputs`).
     judges : list of dict
         What models outside the dream heard in the written audio
-        (:mod:`dreamsound.engine.transfer`); empty without ``--judge``.
+        (:class:`dreamsound.engine.transfer.Verdict`); empty without ``--judge``.
+    ensemble : list of dict
+        With several dreaming models: per model ``model``, ``weight``, ``target`` (its class
+        for the dream's target) and its ``confidence_before`` / ``confidence_rendered``;
+        empty for one model.
     """
 
     model: str
@@ -117,12 +121,15 @@ class DreamReport:
     settings: dict
     outputs: dict = field(default_factory=dict)
     judges: list[dict] = field(default_factory=list)
+    ensemble: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The documented ``dream --json`` object (``judges`` only when there are any)."""
+        """The documented ``dream --json`` object (``judges`` and ``ensemble`` only when there
+        are any)."""
         out = dataclasses.asdict(self)
-        if not self.judges:
-            del out["judges"]
+        for key in ("judges", "ensemble"):
+            if not out[key]:
+                del out[key]
         return out
 
     def __getitem__(self, key: str) -> Any:

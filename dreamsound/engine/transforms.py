@@ -86,3 +86,190 @@ class Jitter:
         if self.limit <= 0:
             return 0
         return int(torch.randint(-self.limit, self.limit + 1, (1,), generator=self.generator))
+
+
+# ---------------------------------------------------------------------------------------------
+# Random changes of a sound (expectation over transformations)
+# ---------------------------------------------------------------------------------------------
+# Each step of a robust dream averages the objective over a few randomly changed copies of the
+# dreamed sound, so the dream must hold up under changes no listener minds (a little delay, gain,
+# detuning, noise, colour, room, bandwidth) — which adversarial perturbations do not. Every
+# change is differentiable in the sound and draws its parameters from the dream's generator.
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def _frequencies(n: int, rate: int, device: torch.device) -> torch.Tensor:
+    return torch.fft.rfftfreq(n, 1.0 / rate).to(device)
+
+
+class SoundChange:
+    """Base of the random changes: ``change(audio [n], rate Hz, generator) -> audio [n]``."""
+
+    name = "change"
+
+    def __call__(self, audio: torch.Tensor, rate: int, generator: torch.Generator
+                 ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TimeShift(SoundChange):
+    """A circular delay of up to ``max_seconds`` either way."""
+
+    name = "shift"
+
+    def __init__(self, max_seconds: float = 0.05):
+        self.max_seconds = max_seconds
+
+    def __call__(self, audio, rate, generator):
+        limit = round(self.max_seconds * rate)
+        shift = int(torch.randint(-limit, limit + 1, (1,), generator=generator))
+        return torch.roll(audio, shift, dims=-1)
+
+
+class Gain(SoundChange):
+    """A level change of up to ``max_db`` either way."""
+
+    name = "gain"
+
+    def __init__(self, max_db: float = 6.0):
+        self.max_db = max_db
+
+    def __call__(self, audio, rate, generator):
+        return audio * 10.0 ** (_uniform(generator, -self.max_db, self.max_db) / 20.0)
+
+
+class Speed(SoundChange):
+    """Playback a little faster or slower (pitch and tempo together), up to ``max_cents``."""
+
+    name = "speed"
+
+    def __init__(self, max_cents: float = 50.0):
+        self.max_cents = max_cents
+
+    def __call__(self, audio, rate, generator):
+        from dreamsound.spectral.resample import resample_fft
+
+        factor = 2.0 ** (_uniform(generator, -self.max_cents, self.max_cents) / 1200.0)
+        n = audio.shape[-1]
+        changed = resample_fft(audio, rate, rate, length=max(1, round(n / factor)))
+        if changed.shape[-1] >= n:
+            return changed[..., :n]
+        return F.pad(changed, (0, n - changed.shape[-1]))
+
+
+class Noise(SoundChange):
+    """White noise at a signal-to-noise ratio between ``snr_db`` bounds (dB)."""
+
+    name = "noise"
+
+    def __init__(self, snr_db: tuple[float, float] = (20.0, 40.0)):
+        self.snr_db = snr_db
+
+    def __call__(self, audio, rate, generator):
+        level = audio.detach().square().mean().sqrt() * 10.0 ** (
+            -_uniform(generator, *self.snr_db) / 20.0)
+        noise = torch.randn(audio.shape, generator=generator).to(audio)
+        return audio + level * noise
+
+
+class Tilt(SoundChange):
+    """A spectral tilt (a gentle EQ) of up to ``max_db_per_octave`` around 1 kHz."""
+
+    name = "tilt"
+
+    def __init__(self, max_db_per_octave: float = 3.0):
+        self.max_db_per_octave = max_db_per_octave
+
+    def __call__(self, audio, rate, generator):
+        slope = _uniform(generator, -self.max_db_per_octave, self.max_db_per_octave)
+        freqs = _frequencies(audio.shape[-1], rate, audio.device).clamp(min=50.0)
+        gain = 10.0 ** (slope * torch.log2(freqs / 1000.0) / 20.0)
+        spectrum = torch.fft.rfft(audio, dim=-1) * gain.to(audio.dtype)
+        return torch.fft.irfft(spectrum, n=audio.shape[-1], dim=-1)
+
+
+class Reverb(SoundChange):
+    """A short synthetic room: exponentially decaying noise (RT60 in ``rt60_s``) mixed in at a
+    wet share in ``wet``."""
+
+    name = "reverb"
+
+    def __init__(self, rt60_s: tuple[float, float] = (0.1, 0.5),
+                 wet: tuple[float, float] = (0.1, 0.4)):
+        self.rt60_s, self.wet = rt60_s, wet
+
+    def __call__(self, audio, rate, generator):
+        rt60 = _uniform(generator, *self.rt60_s)
+        wet = _uniform(generator, *self.wet)
+        length = max(2, round(rt60 * rate))
+        t = torch.arange(length, dtype=audio.dtype) / rate
+        response = torch.randn(length, generator=generator).to(audio) * torch.exp(
+            -6.908 * t / rt60).to(audio)  # -60 dB at rt60
+        response = response / response.square().sum().sqrt()
+        n = audio.shape[-1]
+        size = n + length
+        tail = torch.fft.irfft(torch.fft.rfft(audio, n=size) * torch.fft.rfft(response, n=size),
+                               n=size)[..., :n]
+        return (1.0 - wet) * audio + wet * tail
+
+
+class BandLimit(SoundChange):
+    """A low-pass with a cut-off between ``min_hz`` and the Nyquist frequency (half-octave
+    cosine roll-off)."""
+
+    name = "bandlimit"
+
+    def __init__(self, min_hz: float = 4000.0):
+        self.min_hz = min_hz
+
+    def __call__(self, audio, rate, generator):
+        nyquist = rate / 2.0
+        cutoff = _uniform(generator, min(self.min_hz, nyquist), nyquist)
+        freqs = _frequencies(audio.shape[-1], rate, audio.device)
+        octaves = torch.log2(freqs.clamp(min=1.0) / cutoff).clamp(0.0, 0.5) / 0.5
+        gain = 0.5 * (1.0 + torch.cos(torch.pi * octaves))
+        spectrum = torch.fft.rfft(audio, dim=-1) * gain.to(audio.dtype)
+        return torch.fft.irfft(spectrum, n=audio.shape[-1], dim=-1)
+
+
+#: Every change, by name (the ``--changes`` choices), with its default range.
+SOUND_CHANGES: dict[str, type[SoundChange]] = {
+    cls.name: cls for cls in (TimeShift, Gain, Speed, Noise, Tilt, Reverb, BandLimit)}
+
+
+class RandomChanges:
+    """``samples`` randomly changed copies of a sound per step: each change applies with
+    ``probability``, in a fixed order.
+
+    Parameters
+    ----------
+    changes : sequence of SoundChange
+    samples : int
+        Copies per step (K of the expectation).
+    probability : float
+        Chance that each change applies to a copy.
+    """
+
+    def __init__(self, changes: list[SoundChange], *, samples: int, probability: float = 0.5):
+        self.changes = list(changes)
+        self.samples = int(samples)
+        self.probability = float(probability)
+
+    @classmethod
+    def named(cls, names: list[str], *, samples: int) -> RandomChanges:
+        return cls([SOUND_CHANGES[n]() for n in names], samples=samples)
+
+    def draw(self, audio: torch.Tensor, rate: int, generator: torch.Generator
+             ) -> list[torch.Tensor]:
+        """The changed copies of ``audio [n]`` for one step."""
+        copies = []
+        for _ in range(self.samples):
+            changed = audio
+            for change in self.changes:
+                if float(torch.rand((), generator=generator)) < self.probability:
+                    changed = change(changed, rate, generator)
+            copies.append(changed)
+        return copies

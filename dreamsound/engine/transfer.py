@@ -1,0 +1,120 @@
+"""Judges: models that took no part in a dream score it, before and after.
+
+A dream convinces the model that dreamed it; whether it carries over is told by other models.
+:func:`judge_sound` scores the original and the dreamed sound (as written) with a judge model,
+the target mapped through the concept map (:mod:`dreamsound.models.concepts`: IRMAS ``vio`` ↔
+AudioSet "Violin, fiddle" ↔ MTT "violin"), and says whether it moved
+(:func:`dreamsound.metrics.judge_moved`). A judge must never be one of the dreaming models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from dreamsound import metrics
+from dreamsound.audio import resample
+from dreamsound.errors import TargetError
+from dreamsound.models.base import AudioClassifier
+from dreamsound.models.concepts import (
+    Concept,
+    comparable_indices,
+    concept_indices,
+    concept_of_class,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one judge heard (the ``judges`` entries of a report).
+
+    Attributes
+    ----------
+    model : str
+        The judge's registry name.
+    target : str
+        The judge's class(es) for the dream's target, joined with ``" / "``.
+    concept : str
+        The concept the target was mapped through.
+    confidence_before, confidence_after : float
+        The judge's clip score for the target (the best of its classes for the concept) on the
+        original and on the dream, 0..1.
+    rank_before, rank_after : int
+        The target's rank (1 = first) among the judge's comparable classes (every class the
+        concept map knows for it).
+    top_before, top_after : list of dict
+        The judge's three best classes overall, ``{"name", "score"}``.
+    moved : bool
+        :func:`dreamsound.metrics.judge_moved`.
+    """
+
+    model: str
+    target: str
+    concept: str
+    confidence_before: float
+    confidence_after: float
+    rank_before: int
+    rank_after: int
+    top_before: list[dict]
+    top_after: list[dict]
+    moved: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def target_concept(model: AudioClassifier, index: int) -> Concept:
+    """The concept of a dreaming model's target class (a :class:`TargetError` when the concept
+    map does not know it, e.g. a layer objective or an AudioSet class outside it)."""
+    codes = model.class_codes
+    concept = concept_of_class(model.class_names[index], codes[index] if codes else "")
+    if concept is None:
+        raise TargetError(f"judges compare concepts across models; {model.name}'s class "
+                          f"{model.class_names[index]!r} is not in the concept map "
+                          "(dreamsound.models.concepts)")
+    return concept
+
+
+def _clip_scores(model: AudioClassifier, audio: np.ndarray, rate: int) -> torch.Tensor:
+    wave = resample(np.asarray(audio, dtype=np.float32), rate, model.sample_rate,
+                    what="judged audio")
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(wave)).to(model.device))
+    return out.clip_scores.double().cpu()
+
+
+def _score_and_rank(scores: torch.Tensor, wanted: list[int], comparable: list[int]
+                    ) -> tuple[float, int]:
+    """The best score among ``wanted`` and its rank among the comparable classes, where the
+    concept's classes count as one."""
+    best = max(float(scores[i]) for i in wanted)
+    others = [float(scores[i]) for i in comparable if i not in wanted]
+    return best, 1 + sum(1 for s in others if s > best)
+
+
+def judge_sound(judge: AudioClassifier, concept: Concept, original: np.ndarray,
+                dreamed: np.ndarray, rate: int) -> Verdict:
+    """Score ``original`` and ``dreamed`` (mono float32 at ``rate`` Hz) with ``judge``.
+
+    Raises :class:`TargetError` when the judge has no class for the concept.
+    """
+    wanted = concept_indices(concept, judge.class_names, judge.class_codes)
+    if not wanted:
+        raise TargetError(f"judge {judge.name} has no class for {concept.name!r}; choose a "
+                          "judge that knows it (see `dreamsound classes --model ...`)")
+    comparable = comparable_indices(judge.class_names, judge.class_codes)
+    before_scores = _clip_scores(judge, original, rate)
+    after_scores = _clip_scores(judge, dreamed, rate)
+    before, rank_before = _score_and_rank(before_scores, wanted, comparable)
+    after, rank_after = _score_and_rank(after_scores, wanted, comparable)
+
+    def top(scores: torch.Tensor) -> list[dict]:
+        return [{"name": n, "score": s} for n, s in metrics.top_k(scores, judge.class_names, 3)]
+
+    return Verdict(model=judge.name, target=" / ".join(judge.class_names[i] for i in wanted),
+                   concept=concept.name, confidence_before=before, confidence_after=after,
+                   rank_before=rank_before, rank_after=rank_after,
+                   top_before=top(before_scores), top_after=top(after_scores),
+                   moved=metrics.judge_moved(before, after, rank_before, rank_after))
