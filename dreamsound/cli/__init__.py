@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 # Importing the command modules registers their commands on the app.
-from dreamsound.cli import classify, dream, evaluate, models, train  # noqa: F401
+from dreamsound.cli import classify, dream, evaluate, models, studio, train  # noqa: F401
 from dreamsound.cli.common import app, err_console
 
 __all__ = ["app", "main"]

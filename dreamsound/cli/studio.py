@@ -1,0 +1,57 @@
+"""``dreamsound studio``: serve the studio page on this machine (needs the ``[studio]`` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Annotated
+
+import typer
+
+from dreamsound.cli.common import DeviceOpt, ModelOpt, app, out_console
+from dreamsound.errors import DreamsoundError
+
+INSTALL_HINT = "pip install 'dreamsound-ml[studio]' (from a checkout: pip install '.[studio]')"
+
+
+def require_gradio() -> None:
+    """Raise a one-line :class:`DreamsoundError` when the studio's extra is not installed."""
+    if importlib.util.find_spec("gradio") is None:
+        raise DreamsoundError(f"the studio needs gradio, which is not installed: {INSTALL_HINT}")
+
+
+@app.command()
+def studio(
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to serve on; 0.0.0.0 lets other machines of your network in "
+        "(there is no login).")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(
+        "--port", min=1, max=65535, help="Port (default: the first free one from 7860).",
+        show_default=False)] = None,
+    model: ModelOpt = "instrument",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Dream in the browser: a local web page to upload or record a sound, pick a class, dream,
+    listen to the original, the dream and the gradient side by side, and download them.
+
+    Works offline (no fonts, analytics or share links from the internet). Outputs go to a
+    temporary folder per browser session, removed when the studio stops: download what you
+    keep. Stop it with Ctrl-C.
+    """
+    require_gradio()
+    from dreamsound.studio.workbench import Studio
+
+    workbench = Studio(model, device=device)
+    try:
+        workbench.model(model)  # load it now: a bad name or missing weights fail here, not later
+        from dreamsound.studio.app import serve
+
+        page, url = serve(workbench, host=host, port=port)
+        out_console.print(f"dreamsound studio ({model}): open {url} in a browser; Ctrl-C "
+                          f"stops it. Outputs: {workbench.out_dir} (removed on exit).",
+                          soft_wrap=True, highlight=False)
+        try:
+            page.block_thread()
+        finally:
+            page.close()
+    finally:
+        workbench.close()
