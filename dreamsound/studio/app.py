@@ -53,6 +53,7 @@ CSS = """
 #status { min-height: 2.2em; font-variant-numeric: tabular-nums; }
 #status progress { width: 14em; vertical-align: middle; margin-right: .6em; }
 .ds-report table { font-variant-numeric: tabular-nums; }
+.ds-error { color: #b91c1c; }
 """
 
 #: Columns of the session gallery's table.
@@ -70,6 +71,11 @@ def theme() -> gr.themes.Base:
 def _error(exc: BaseException) -> gr.Error:
     """The library's one-line message as the page's error toast (no traceback anywhere)."""
     return gr.Error(str(exc), print_exception=False)
+
+
+def _error_html(exc: BaseException) -> str:
+    """The error line kept in a status line (the toast goes away after a while)."""
+    return f"<span class='ds-error'>error: {html.escape(str(exc))}</span>"
 
 
 def _session(request: gr.Request | None) -> str:
@@ -158,10 +164,10 @@ def knob_component(control: KnobControl) -> gr.components.Component:
         if control.optional:
             choices = [(empty, ""), *choices]
         return gr.Dropdown(choices=choices, value=control.default or "", **common)
-    if control.kind == "text":
-        return gr.Textbox(value=control.default or "", placeholder=empty, **common)
-    if control.optional:
-        common["placeholder"] = empty
+    if control.kind == "text" or control.optional:
+        # A text box, so that empty can mean off/default (a number box shows 0 for nothing).
+        text = "" if control.default is None else str(control.default)
+        return gr.Textbox(value=text, placeholder=empty, max_lines=1, **common)
     return gr.Number(value=control.default, precision=0 if control.kind == "int" else None,
                      minimum=control.minimum, maximum=control.maximum,
                      step=1 if control.kind == "int" else 0.01, **common)
@@ -272,7 +278,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         with gr.Tabs(selected="dream") as tabs:
             with gr.Tab("Dream", id="dream"):
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     target = gr.Dropdown(choices=first_classes, value=None,
                                          allow_custom_value=True, label="target class",
                                          info="Type to search; 'violin:1,flute:0.5' mixes "
@@ -280,7 +286,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                                          elem_id="target", scale=3)
                     run = gr.Button("Dream", variant="primary", elem_id="run", scale=1)
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel", scale=1)
-                main_knobs = _knob_rows(main_controls, per_row=5)
+                main_knobs = _knob_rows(main_controls, per_row=len(main_controls))
                 with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                     with gr.Row():
                         layer = gr.Dropdown(choices=["", *first_layers], value="",
@@ -288,9 +294,10 @@ def build_app(studio: Studio) -> gr.Blocks:
                                             info="Ascend this layer's activation energy "
                                                  "instead of a class (clear the target).",
                                             elem_id="layer")
-                        channel = gr.Number(value=None, precision=0, minimum=0,
-                                            label="channel", info="Only this channel of the "
-                                                                  "layer.", elem_id="channel")
+                        channel = gr.Textbox(value="", placeholder="all", max_lines=1,
+                                             label="channel",
+                                             info="Only this channel of the layer.",
+                                             elem_id="channel")
                     advanced_knobs: dict[str, gr.components.Component] = {}
                     for panel in PANELS:
                         members = [c for c in advanced_controls if c.panel == panel]
@@ -318,7 +325,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
             with gr.Tab("Sonify", id="sonify"):
                 gr.Markdown("The gradient as sound: where the model wants more energy.")
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     s_target = gr.Dropdown(choices=first_classes, value=None,
                                            allow_custom_value=True, label="target class",
                                            elem_id="sonify-target", scale=3)
@@ -337,7 +344,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
             with gr.Tab("Classify", id="classify"):
                 gr.Markdown("What the model hears in the sound (mean over patches).")
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     top_k = gr.Number(value=5, precision=0, minimum=1, label="top classes",
                                       elem_id="classify-top", scale=1)
                     c_run = gr.Button("Classify", variant="primary", elem_id="classify-run",
@@ -365,17 +372,18 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         def run_dream(sound: str | None = None, start: str | None = None,
                       model: str | None = None, target: str | None = None,
-                      layer: str | None = None, channel: float | None = None,
+                      layer: str | None = None, channel: str | None = None,
                       entries: list[dict] | None = None, request: gr.Request = None,
                       **knobs: Any) -> Iterator[dict]:
             session = _session(request)
             try:
                 config = config_from_values(knobs, dream_controls)
             except DreamsoundError as exc:
+                yield {status: _error_html(exc)}
                 raise _error(exc) from None
             job = studio.start(session, lambda progress: studio.dream(
                 session, sound=sound, start=start, model=model, target=target, layer=layer,
-                channel=None if channel is None else int(channel), config=config,
+                channel=channel, config=config,
                 progress=progress))
             yield {status: progress_html(None)}
             for event in job.updates():
@@ -387,7 +395,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 yield {status: f"<span>{html.escape(str(exc))}</span>"}
                 return
             except DreamsoundError as exc:
-                yield {status: ""}
+                yield {status: _error_html(exc)}
                 raise _error(exc) from None
             for message in job.warnings:
                 gr.Warning(message)
@@ -444,6 +452,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             try:
                 config = config_from_values(knobs, s_controls)
             except DreamsoundError as exc:
+                yield {s_status: _error_html(exc)}
                 raise _error(exc) from None
             job = studio.start(session, lambda progress: studio.sonify(
                 session, sound=sound, start=start, model=model, target=target, layer=layer,
@@ -455,7 +464,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             try:
                 entry = job.result()
             except DreamsoundError as exc:
-                yield {s_status: ""}
+                yield {s_status: _error_html(exc)}
                 raise _error(exc) from None
             yield {s_status: "<span>done</span>", s_audio: entry.audio, s_report: entry.report}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from dreamsound import config as _config
 from dreamsound.config import DreamConfig
+from dreamsound.errors import ConfigError
 
 #: The knobs a first-time user sees (those that exist), in this order; every other knob goes to
 #: the "Advanced" section.
@@ -64,6 +65,8 @@ class KnobControl:
         The allowed values of a ``"choice"`` knob.
     negated : bool
         The control means the opposite of the field (``--no-limit`` sets ``limit=False``).
+    flag : str
+        The command-line flag (``--step-size``), named in errors.
     """
 
     name: str
@@ -77,20 +80,30 @@ class KnobControl:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     negated: bool = False
+    flag: str = ""
 
     def to_field(self, value: Any) -> Any:
-        """The field value a control value stands for (empty text and NaN mean None)."""
+        """The field value a control value stands for.
+
+        Numbers may come as text (an optional number is a text box, so that empty can mean
+        "off"); empty text, None and NaN mean None. Text that is not a number is the library's
+        one-line :class:`~dreamsound.errors.ConfigError`.
+        """
         if self.kind == "bool":
             value = bool(value)
             return not value if self.negated else value
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "" or (isinstance(value, float) and value != value):
             return None
-        if isinstance(value, float) and value != value:  # NaN: an emptied number box
-            return None
-        if self.kind == "int":
-            return int(value) if float(value) == int(value) else float(value)
-        if self.kind == "float":
-            return float(value)
+        if self.kind in ("int", "float"):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.flag} must be a number, got {value!r}") from None
+            if self.kind == "int" and number.is_integer():
+                return int(number)
+            return number  # a fractional int is DreamConfig's "whole number" error
         return str(value)
 
 
@@ -127,7 +140,7 @@ def knob_controls(names: Iterable[str] | None = None) -> list[KnobControl]:
             name=item.name, label=label, help=meta["help"], panel=meta["panel"], kind=kind,
             default=(not item.default) if negated else item.default, optional=optional,
             minimum=meta["min"], maximum=meta["max"], choices=_choices(item.name),
-            negated=negated))
+            negated=negated, flag=meta["flag"]))
     if wanted is not None and len(controls) != len(wanted):
         known = {c.name for c in controls}
         raise KeyError(f"not DreamConfig knobs: {sorted(wanted - known)}")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from dreamsound.config import DreamConfig
-from dreamsound.errors import AudioError, DreamsoundError
+from dreamsound.errors import AudioError, DreamsoundError, TargetError
 from dreamsound.events import ProgressEvent
 
 T = TypeVar("T")
@@ -223,6 +223,20 @@ def resolve_source(sound: str | None, start: str | None) -> str:
                      f"({', '.join(GENERATED_STARTS)})")
 
 
+def parse_channel(value: str | float | None) -> int | None:
+    """A layer channel from the page: empty means every channel."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if not number.is_integer() or number < 0:
+        raise TargetError(f"--channel must be a whole number >= 0, got {text!r}")
+    return int(number)
+
+
 def _parse_target(target: str | None) -> str | None:
     text = (target or "").strip()
     return text or None
@@ -326,8 +340,8 @@ class Studio:
 
     # -- the work --------------------------------------------------------------------------------
     def dream(self, session: str, *, sound: str | None, start: str | None,
-              model: str | None, target: str | None, layer: str | None, channel: int | None,
-              config: DreamConfig,
+              model: str | None, target: str | None, layer: str | None,
+              channel: str | float | None, config: DreamConfig,
               progress: Callable[[ProgressEvent], None] | None = None) -> DreamEntry:
         """Dream, write every file through :meth:`Dreamer.save` (figure included) and return the
         gallery entry. The library's errors pass through unchanged."""
@@ -340,8 +354,8 @@ class Studio:
         layer = (layer or "").strip() or None
         with self._lock:
             dreamer = Dreamer(self.model(model), config)
-            result = dreamer.dream(source, target=wanted, layer=layer, channel=channel,
-                                   progress=progress)
+            result = dreamer.dream(source, target=wanted, layer=layer,
+                                   channel=parse_channel(channel), progress=progress)
             number = self._next_number(session)
             stem = self._stem(session, number, result.report.input,
                               dream_name(result.report, query=wanted))
@@ -361,7 +375,7 @@ class Studio:
                           files=files)
 
     def sonify(self, session: str, *, sound: str | None, start: str | None, model: str | None,
-               target: str | None, layer: str | None, channel: int | None, steps: int,
+               target: str | None, layer: str | None, channel: str | float | None, steps: int,
                config: DreamConfig,
                progress: Callable[[ProgressEvent], None] | None = None) -> SonifyEntry:
         """Sonify the gradient (:meth:`Dreamer.sonify`) and write it to the session folder."""
@@ -373,8 +387,9 @@ class Studio:
         layer = (layer or "").strip() or None
         with self._lock:
             dreamer = Dreamer(self.model(model), config)
-            result = dreamer.sonify(source, target=wanted, layer=layer, channel=channel,
-                                    steps=int(steps), progress=progress)
+            result = dreamer.sonify(source, target=wanted, layer=layer,
+                                    channel=parse_channel(channel), steps=int(steps),
+                                    progress=progress)
             number = self._next_number(session)
             stem = self._stem(session, number, result.report["input"],
                               sonify_name(result.report, query=wanted))
