@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from dreamsound.cli.common import (
     DeviceOpt,
@@ -23,8 +25,33 @@ from dreamsound.cli.common import (
 from dreamsound.cli.options import with_config
 from dreamsound.config import DreamConfig
 
+#: What ``--ray`` alone stands for: no address (join this machine's cluster, or start one).
+_RAY_HERE = ""
+#: A Ray address: ``auto``, ``local``, ``host:port`` or ``ray://host:port``.
+_RAY_ADDRESS = re.compile(r"^(auto|local|[a-z]+://\S+|[^\s/]+:\d+)$")
 
-@app.command()
+
+class _OptionalRayAddress(TyperCommand):
+    """``--ray`` takes an optional address: ``--ray``, ``--ray auto``, ``--ray HOST:PORT``.
+
+    The parser has no options with an optional value, so ``--ray`` not followed by something
+    that looks like a Ray address (``auto``, ``local``, ``host:port``, ``ray://...``) gets an
+    empty one -- a following path stays the data folder.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed += args[i:]
+                break
+            fixed.append(arg)
+            if arg == "--ray" and (i + 1 == len(args) or not _RAY_ADDRESS.match(args[i + 1])):
+                fixed[-1] = f"--ray={_RAY_HERE}"
+        return super().parse_args(ctx, fixed)
+
+
+@app.command(cls=_OptionalRayAddress)
 @with_config(knobs=("domain", "step_size"))
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(
@@ -38,8 +65,16 @@ def evaluate(
         "shuffle (default: all).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Fixes the clips, wrong classes, noise "
                                       "and dreams.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes "
-                                         "(each loads the model once).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", min=1, show_default=False,
+        help="Workers, each loading the model once: processes on this machine (default 1: "
+        "this process), or Ray actors with --ray (default: one per CPU of the cluster).")
+    ] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="[ADDRESS]", show_default=False,
+        help="Run the jobs on a Ray cluster (pip install \"dreamsound-ml[ray]\"): its head's "
+        "HOST:PORT, or auto; alone: the cluster on this machine, or a new local one. Data, "
+        "--weights and --out must be at the same paths on every machine.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; run the same "
                                       "command again to resume.")] = Path("evaluation"),
     threshold: Annotated[float, typer.Option(
@@ -66,13 +101,14 @@ def evaluate(
     from dreamsound.experiments.evaluate import evaluate as run_evaluate
     from dreamsound.experiments.evaluate import protocol_config
 
-
     domain, step_size = config.domain, config.step_size
     argv = ["dreamsound", "evaluate", str(data_dir), "--model", model]
     argv += ["--weights", str(weights)] if weights is not None else []
     argv += ["--per-class", str(per_class)] if per_class is not None else []
     argv += ["--seed", str(seed), "--threshold", f"{threshold:g}", "--max-steps", str(max_steps),
-             "--noise" if noise else "--no-noise", "--out", str(out), "--workers", str(workers)]
+             "--noise" if noise else "--no-noise", "--out", str(out)]
+    argv += ["--workers", str(workers)] if workers is not None else []
+    argv += ["--ray", *([ray] if ray else [])] if ray is not None else []
     argv += ["--keep-audio"] if keep_audio else []
     argv += ["--domain", domain] if domain != "spectrogram" else []
     argv += ["--step-size", f"{step_size:g}"] if step_size is not None else []
@@ -81,7 +117,8 @@ def evaluate(
         result = run_evaluate(data_dir, out=out, model=model, weights=weights, device=device,
                               per_class=per_class, seed=seed, threshold=threshold,
                               max_steps=max_steps, noise=noise, keep_audio=keep_audio,
-                              workers=workers,
+                              workers=workers, executor="local" if ray is None else "ray",
+                              ray_address=ray or None,
                               config=protocol_config(domain=domain, step_size=step_size),
                               command=shlex.join(argv), progress=update)
     summary = result.summary
