@@ -36,6 +36,7 @@ from dreamsound.engine.objectives import (
 )
 from dreamsound.engine.result import DreamReport, DreamResult
 from dreamsound.engine.sound import EnvelopeDomain, SamplesDomain, SoundDomain
+from dreamsound.engine.transfer import judge_knows, judge_sound, target_concept
 from dreamsound.engine.transforms import SOUND_CHANGES, RandomChanges
 from dreamsound.errors import AudioError, ConfigError, DreamsoundError, TargetError
 from dreamsound.events import ProgressCallback
@@ -346,12 +347,13 @@ class Dreamer:
 
     # -- judging the written file -------------------------------------------------------------
     def judge_written(self, result: DreamResult, path: str | Path) -> DreamResult:
-        """The result with its ``*_rendered`` numbers measured on the file as written.
+        """The result with its ``*_rendered`` numbers (and the judges') measured on the file.
 
         The file is re-loaded (decoded, resampled to the model's rate) and re-analysed, so
         ``confidence_rendered`` is what a listener gets after quantisation to the file's sample
         format (``rendered_from = "file"``), and ``spectrograms["rendered"]`` is the file's
-        log-mel. Returns a new result; ``result`` is not changed.
+        log-mel; the judges (:meth:`judge_transfer`) hear the same file. Returns a new result;
+        ``result`` is not changed.
         """
         from dreamsound import metrics
         from dreamsound.audio import load_audio
@@ -377,7 +379,33 @@ class Dreamer:
             mse_db2_rendered=metrics.mse_db2(original, log_mel, front_end=net.front_end),
             rendered_from="file")
         spectrograms = {**result.spectrograms, "rendered": log_mel.numpy()}
-        return dataclasses.replace(result, report=judged, spectrograms=spectrograms)
+        return self.judge_transfer(
+            dataclasses.replace(result, report=judged, spectrograms=spectrograms),
+            audio=reloaded)
+
+    def judge_transfer(self, result: DreamResult, *, audio: np.ndarray | None = None
+                       ) -> DreamResult:
+        """The result with ``report.judges``: what each judge (a model outside the dream) hears
+        of the target in the original and in the dream (:mod:`dreamsound.engine.transfer`).
+
+        ``audio`` is the dream as heard (default ``result.audio``; :meth:`judge_written` passes
+        the written file). Without judges the result comes back unchanged.
+        """
+        if not self.judges:
+            return result
+        report = result.report
+        positives = [t for t in report.targets if t["weight"] > 0]
+        if not positives:
+            raise TargetError("judges compare a target class across models; a layer dream has "
+                              "none")
+        concept = target_concept(self.model, positives[0]["index"])
+        dreamed = result.audio if audio is None else audio
+        verdicts = [judge_sound(j, concept, result.original, dreamed, result.sample_rate)
+                    .to_json() if judge_knows(j, concept) else
+                    {"model": j.name, "concept": concept.name, "target": None, "moved": None,
+                     "note": f"{j.name} has no class for {concept.name}"}
+                    for j in self.judges]
+        return dataclasses.replace(result, report=report.replace(judges=verdicts))
 
     def save(self, result: DreamResult, stem: str | Path, *, plot: bool = False,
              gradient: bool = True, inputs: Sequence[str | Path] = ()) -> DreamResult:
@@ -421,8 +449,9 @@ class Dreamer:
         gradients: list[torch.Tensor] = []
         # The dream's last update is not needed: its gradients are. `steps` dream steps give
         # exactly `steps` gradients (the first at the original sound).
-        dreamer = Dreamer(net, self.config.replace(steps=steps, gl_iterations=0,
-                                                   fit_iterations=0))
+        dreamer = Dreamer(self.models[0] if len(self.models) == 1 else
+                          list(zip(self.models, self.model_weights)),
+                          self.config.replace(steps=steps, gl_iterations=0, fit_iterations=0))
         result = dreamer.dream(audio, target=target, layer=layer, channel=channel,
                                sample_rate=sample_rate, progress=progress,
                                on_gradient=lambda _step, g: gradients.append(g.clone()))
@@ -444,6 +473,10 @@ class Dreamer:
         report.update(steps=len(segments), seconds=time.perf_counter() - started,
                       sample_rate=net.sample_rate,
                       duration_s=sequence.shape[0] / net.sample_rate, outputs={})
+        if self.judges:
+            # Does the gradient, played, sound like the target to models outside the dream?
+            judged = self.judge_transfer(dataclasses.replace(result, audio=sequence))
+            report["judges"] = judged.report.judges
         return SonifyResult(audio=sequence.astype(np.float32), sample_rate=net.sample_rate,
                             segments=segments,
                             spectrograms={"original": result.spectrograms["original"],

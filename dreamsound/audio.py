@@ -286,7 +286,7 @@ def mix_down(data: np.ndarray) -> np.ndarray:
 
 
 def resample(waveform: np.ndarray, orig_rate: int, target_rate: int, *,
-             what: str = "audio") -> np.ndarray:
+             what: str = "audio", warn_upsampling: bool = True) -> np.ndarray:
     """Resample with libsoxr at very high quality.
 
     Parameters
@@ -296,6 +296,9 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int, *,
         Sample rates in Hz.
     what : str, optional
         Name used in the log message (the file name).
+    warn_upsampling : bool, optional
+        Log a warning when upsampling (off where it is expected, e.g. a judge at a higher rate
+        than the dream).
 
     Returns
     -------
@@ -309,7 +312,7 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int, *,
     waveform = np.asarray(waveform, dtype=np.float32)
     if orig_rate == target_rate:
         return waveform
-    if orig_rate < target_rate:
+    if orig_rate < target_rate and warn_upsampling:
         log.warning("%s: upsampling %d Hz -> %d Hz; the model will hear nothing above %.0f Hz",
                     what, orig_rate, target_rate, orig_rate / 2)
     out = soxr.resample(waveform, orig_rate, target_rate, quality="VHQ")

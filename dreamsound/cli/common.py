@@ -68,6 +68,14 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m",
                                        help="Model name (see `dreamsound models`).")]
 WeightsOpt = Annotated[Path | None, typer.Option(
     "--weights", help="Weights file to use instead of the registry's (e.g. yamnet.h5).")]
+ModelsOpt = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="Model to dream on (see `dreamsound models`); repeat for an ensemble "
+    "that hears one sound (sound domains, e.g. --style robust); NAME:WEIGHT weighs one. "
+    "Default: instrument.", show_default=False, rich_help_panel="Models")]
+JudgeOpt = Annotated[list[str] | None, typer.Option(
+    "--judge", help="A model outside the dream that scores the written audio before and after, "
+    "the target mapped through the concept map (repeatable).", show_default=False,
+    rich_help_panel="Models")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -148,6 +156,18 @@ def progress_bar(description: str, *, quiet: bool) -> Iterator[ProgressCallback]
             progress.update(task, completed=event.step, total=event.total, info="  ".join(info))
 
         yield update
+
+
+def model_choices(models: list[str] | None) -> list[tuple[str, float]]:
+    """``--model`` values as ``(name, weight)``: ``yamnet:0.5`` weighs YAMNet by 0.5."""
+    choices = []
+    for text in models or ["instrument"]:
+        name, _, weight = text.rpartition(":")
+        try:
+            choices.append((name, float(weight)) if name else (text, 1.0))
+        except ValueError:
+            choices.append((text, 1.0))
+    return choices
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -14,14 +14,17 @@ from dreamsound.cli.common import (
     DeviceOpt,
     InputsArg,
     JsonOpt,
+    JudgeOpt,
     LayerOpt,
     ModelOpt,
+    ModelsOpt,
     OutOpt,
     QuietOpt,
     TargetOpt,
     WeightsOpt,
     app,
     fmt,
+    model_choices,
     out_console,
     print_json,
     progress_bar,
@@ -90,7 +93,8 @@ def dream(
     target: TargetOpt = None,
     layer: LayerOpt = None,
     channel: ChannelOpt = None,
-    model: ModelOpt = "instrument",
+    model: ModelsOpt = None,
+    judge: JudgeOpt = None,
     weights: WeightsOpt = None,
     target_sound: Annotated[Path | None, typer.Option(
         "--target-sound", help="Second sound whose spectrum masks the gradient (--rule target).",
@@ -114,7 +118,8 @@ def dream(
     from dreamsound.outputs import dream_name, output_stem
 
     jobs = _jobs(inputs, target, layer)
-    dreamer = Dreamer(model, config, weights=weights, device=device)
+    dreamer = Dreamer(model_choices(model), config, weights=weights, device=device,
+                      judges=judge or [])
     several = len(jobs) > 1
     reports = []
     for source, wanted, label in jobs:
@@ -146,6 +151,7 @@ def sonify(
         "--steps", "-n", min=1, help="1: the gradient at the sound; N: the evolving gradient "
         "of N dream steps, as one sequence.", rich_help_panel="Dream")] = 1,
     model: ModelOpt = "instrument",
+    judge: JudgeOpt = None,
     weights: WeightsOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = "auto",
@@ -163,7 +169,7 @@ def sonify(
     from dreamsound.outputs import output_stem, sonify_name, write_sonification
 
     jobs = _jobs(inputs, target, layer)
-    dreamer = Dreamer(model, config, weights=weights, device=device)
+    dreamer = Dreamer(model, config, weights=weights, device=device, judges=judge or [])
     several = len(jobs) > 1
     reports = []
     for source, wanted, label in jobs:

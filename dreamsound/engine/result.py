@@ -79,7 +79,8 @@ class DreamReport:
         until the files are written (:mod:`dreamsound.outputs`).
     judges : list of dict
         What models outside the dream heard in the written audio
-        (:class:`dreamsound.engine.transfer.Verdict`); empty without ``--judge``.
+        (:class:`dreamsound.engine.transfer.Verdict`); a judge with no class for the target's
+        concept gets ``target`` and ``moved`` None and a ``note``; empty without ``--judge``.
     ensemble : list of dict
         With several dreaming models: per model ``model``, ``weight``, ``target`` (its class
         for the dream's target) and its ``confidence_before`` / ``confidence_rendered``;

@@ -77,9 +77,15 @@ def target_concept(model: AudioClassifier, index: int) -> Concept:
     return concept
 
 
+def judge_knows(judge: AudioClassifier, concept: Concept) -> bool:
+    """Whether ``judge`` has a class for ``concept`` (MagnaTagATune has no organ, say)."""
+    return bool(concept_indices(concept, judge.class_names, judge.class_codes))
+
+
 def _clip_scores(model: AudioClassifier, audio: np.ndarray, rate: int) -> torch.Tensor:
+    # A judge at a higher rate than the dream hears an empty top band; that is the dream.
     wave = resample(np.asarray(audio, dtype=np.float32), rate, model.sample_rate,
-                    what="judged audio")
+                    what="judged audio", warn_upsampling=False)
     with torch.no_grad():
         out = model(torch.from_numpy(np.ascontiguousarray(wave)).to(model.device))
     return out.clip_scores.double().cpu()

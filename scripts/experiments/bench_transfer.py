@@ -1,0 +1,203 @@
+"""Do other models hear a dream? Transfer of wrong-class dreams to judges outside the dream.
+
+For N clips of an IRMAS-layout folder (seeded choice, one seeded wrong target each) and, with
+``--loop``, ``examples/loop.wav`` -> violin, every mode dreams the clip with the dreaming
+model(s) and the judges (never one of the dreaming models) score the original and the written
+dream (16-bit WAV, re-read). Per mode and judge: the transfer rate (share of dreams the judge
+"moved" on, :func:`dreamsound.metrics.judge_moved`), the mean judge gain (target score after -
+before), the same for the null baseline (the original plus white noise scaled to the dream's
+own rmse_db, so a gain is read against chance), the mean rmse_db of the written audio and the
+mean seconds per dream.
+
+Usage::
+
+    python -m scripts.experiments.bench_transfer /work/data/opl3 --clips 40 \\
+        --modes exact,robust --models instrument --judges yamnet,musicnn,irmas-pons \\
+        --weights yamnet=../shared/yamnet/yamnet.h5 --weights irmas-pons=../shared/pons
+
+A mode is ``style[/domain][/changes=K][/score=S][/steps=N][/step=X][/rmse=D]``, e.g.
+``robust/samples/changes=2``. ``--models a,b`` makes an ensemble (sound domains only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+LOOP = REPO / "examples" / "loop.wav"
+
+
+def parse_mode(text: str) -> dict:
+    """``robust/samples/changes=2`` -> DreamConfig keyword arguments."""
+    parts = text.split("/")
+    values: dict = {"style": parts[0]}
+    names = {"changes": "changes", "score": "score", "steps": "steps", "step": "step_size",
+             "rmse": "max_rmse_db", "until": "until"}
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        if not value:
+            values["domain"] = key
+            continue
+        field = names[key]
+        values[field] = value if field == "score" else float(value)
+    for key in ("changes", "steps"):
+        if key in values:
+            values[key] = int(values[key])
+    return values
+
+
+def null_baseline(original: np.ndarray, rmse_db: float, model, seed: int) -> np.ndarray:
+    """``original`` plus white noise scaled (bisection on the gain) so that its rmse_db from the
+    original on ``model``'s log-mel equals ``rmse_db``: a change of the same size, at random."""
+    from dreamsound import metrics
+
+    noise = np.random.default_rng(seed).standard_normal(original.size).astype(np.float32)
+    with torch.no_grad():
+        reference = model.log_mel(torch.from_numpy(original))
+
+        def distance(gain: float) -> float:
+            changed = torch.from_numpy(original + gain * noise)
+            return metrics.rmse_db(model.log_mel(changed), reference, front_end=model.front_end)
+
+    low, high = 0.0, 1.0
+    while distance(high) < rmse_db and high < 1e3:
+        high *= 2.0
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if distance(middle) < rmse_db else (low, middle)
+    return (original + 0.5 * (low + high) * noise).astype(np.float32)
+
+
+def clips_and_targets(data: Path, n: int, seed: int, models: list
+                      ) -> list[tuple[Path, str, str]]:
+    """``(clip, true code, wrong code)`` for ``n`` seeded clips; wrong targets are drawn among
+    the classes every model (dreaming or judging) knows."""
+    from dreamsound.data.irmas import IRMAS_CODES
+    from dreamsound.engine.transfer import judge_knows
+    from dreamsound.models.concepts import find_concept
+
+    known = [c for c in IRMAS_CODES if all(judge_knows(m, find_concept(c)) for m in models)]
+    files = sorted(p for p in data.glob("*/*.wav") if p.parent.name in IRMAS_CODES)
+    chooser = random.Random(seed)
+    chosen = chooser.sample(files, min(n, len(files)))
+    return [(p, p.parent.name, chooser.choice([c for c in known if c != p.parent.name]))
+            for p in chosen]
+
+
+def run_mode(mode: str, jobs, args, models, judges) -> dict:
+    from dreamsound.api import Dreamer
+    from dreamsound.audio import load_audio
+    from dreamsound.config import DreamConfig
+    from dreamsound.engine.transfer import judge_sound, target_concept
+    from dreamsound.models.concepts import find_concept
+    from dreamsound.outputs import write_audio
+
+    config = DreamConfig.from_kwargs(**parse_mode(mode), seed=args.seed)
+    dreamer = Dreamer(models, config)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for number, (clip, true, wrong) in enumerate(jobs):
+            started = time.perf_counter()
+            result = dreamer.dream(clip, target=find_concept(wrong).name)
+            seconds = time.perf_counter() - started
+            path = write_audio(result, Path(folder) / f"d{number}")
+            written = load_audio(path, sample_rate=result.sample_rate, allow_silence=True,
+                                 max_seconds=None)
+            result = dreamer.judge_written(result, path)
+            concept = target_concept(dreamer.model, result.report.targets[0]["index"])
+            null = null_baseline(result.original, result.report.rmse_db_rendered,
+                                 dreamer.model, seed=args.seed + number)
+            row = {"clip": str(clip), "true": true, "target": wrong, "seconds": seconds,
+                   "rmse_db": result.report.rmse_db_rendered,
+                   "confidence_before": result.report.confidence_before,
+                   "confidence_rendered": result.report.confidence_rendered, "judges": {}}
+            for judge in judges:
+                dream = judge_sound(judge, concept, result.original, written, result.sample_rate)
+                chance = judge_sound(judge, concept, result.original, null, result.sample_rate)
+                row["judges"][judge.name] = {
+                    "moved": dream.moved, "gain": dream.confidence_after
+                    - dream.confidence_before, "top_after": dream.top_after[0]["name"],
+                    "null_moved": chance.moved,
+                    "null_gain": chance.confidence_after - chance.confidence_before}
+            rows.append(row)
+            print(f"  {mode:<28} {Path(row['clip']).name[:36]:<36} -> {wrong}: "
+                  f"{row['confidence_before']:.2f}->{row['confidence_rendered']:.2f} "
+                  f"{row['rmse_db']:.2f} dB {seconds:.1f} s  " + "  ".join(
+                      f"{n}:{'+' if j['moved'] else '-'}{j['gain']:+.3f}"
+                      for n, j in row["judges"].items()), flush=True)
+    return {"mode": mode, "config": config.to_json(), "rows": rows}
+
+
+def summarise(run: dict, judges: list[str]) -> dict:
+    rows = run["rows"]
+    out = {"mode": run["mode"], "dreams": len(rows),
+           "mean_rmse_db": statistics.mean(r["rmse_db"] for r in rows),
+           "mean_seconds": statistics.mean(r["seconds"] for r in rows),
+           "reached_0.9": sum(r["confidence_rendered"] >= 0.9 for r in rows) / len(rows)}
+    for name in judges:
+        verdicts = [r["judges"][name] for r in rows]
+        out[name] = {"rate": sum(v["moved"] for v in verdicts) / len(verdicts),
+                     "gain": statistics.mean(v["gain"] for v in verdicts),
+                     "null_rate": sum(v["null_moved"] for v in verdicts) / len(verdicts),
+                     "null_gain": statistics.mean(v["null_gain"] for v in verdicts)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="IRMAS-layout folder of clips")
+    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--loop", action="store_true", help="also examples/loop.wav -> violin")
+    parser.add_argument("--modes", default="exact,robust")
+    parser.add_argument("--models", default="instrument", help="dreaming model(s), a,b")
+    parser.add_argument("--judges", default="yamnet,musicnn,irmas-pons")
+    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write every row here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from dreamsound.models.registry import load_model
+
+    paths = dict(item.split("=", 1) for item in args.weights)
+    models = [(name, 1.0) for name in args.models.split(",")]
+    loaded = [(load_model(n, paths.get(n), "cpu"), w) for n, w in models]
+    judge_names = [j for j in args.judges.split(",") if j not in args.models.split(",")]
+    judges = [load_model(n, paths.get(n), "cpu") for n in judge_names]
+    jobs = clips_and_targets(args.data, args.clips, args.seed,
+                             [m for m, _ in loaded] + judges)
+    if args.loop:
+        jobs.append((LOOP, "loop", "vio"))
+    runs = [run_mode(mode, jobs, args, loaded, judges) for mode in args.modes.split(",")]
+    command = ["python", "-m", "scripts.experiments.bench_transfer", *sys.argv[1:]]
+    print(f"\n$ {shlex.join(command)}")
+    print(f"dreaming: {args.models}; judges: {', '.join(judge_names)}; {len(jobs)} dreams "
+          "(wrong targets); rate = judge moved (null: same rmse_db of white noise)")
+    header = f"{'mode':<28} {'rmse dB':>7} {'s/dream':>8} {'>=0.9':>6} " + " ".join(
+        f"{n + ' rate (null)':>22} {'gain':>7}" for n in judge_names)
+    print(header)
+    summaries = [summarise(run, judge_names) for run in runs]
+    for s in summaries:
+        print(f"{s['mode']:<28} {s['mean_rmse_db']:>7.2f} {s['mean_seconds']:>8.1f} "
+              f"{s['reached_0.9']:>6.2f} " + " ".join(
+                  f"{s[n]['rate']:>13.2f} ({s[n]['null_rate']:.2f}) {s[n]['gain']:>+9.3f}"
+                  for n in judge_names))
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
