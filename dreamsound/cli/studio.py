@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Annotated
 
 import typer
@@ -15,8 +14,11 @@ INSTALL_HINT = "pip install 'dreamsound-ml[studio]' (from a checkout: pip instal
 
 def require_gradio() -> None:
     """Raise a one-line :class:`DreamsoundError` when the studio's extra is not installed."""
-    if importlib.util.find_spec("gradio") is None:
-        raise DreamsoundError(f"the studio needs gradio, which is not installed: {INSTALL_HINT}")
+    try:
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        raise DreamsoundError(f"the studio needs gradio, which cannot be imported ({exc}): "
+                              f"{INSTALL_HINT}") from None
 
 
 @app.command()
