@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated
 
 import typer
@@ -19,6 +20,10 @@ def require_gradio() -> None:
     except ImportError as exc:
         raise DreamsoundError(f"the studio needs gradio, which cannot be imported ({exc}): "
                               f"{INSTALL_HINT}") from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -48,6 +53,8 @@ def studio(
         from dreamsound.studio.app import serve
 
         page, url = serve(workbench, host=host, port=port)
+        # A stop from a service manager (SIGTERM) ends like Ctrl-C: server closed, folder gone.
+        signal.signal(signal.SIGTERM, _interrupt)
         out_console.print(f"dreamsound studio ({model}): open {url} in a browser; Ctrl-C "
                           f"stops it. Outputs: {workbench.out_dir} (removed on exit).",
                           soft_wrap=True, highlight=False)

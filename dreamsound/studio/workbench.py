@@ -18,6 +18,7 @@ Nothing here imports gradio.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import queue
@@ -356,6 +357,11 @@ class Studio:
             dreamer = Dreamer(self.model(model), config)
             result = dreamer.dream(source, target=wanted, layer=layer,
                                    channel=parse_channel(channel), progress=progress)
+            if result.input_path is not None:
+                # The report names the file as the user gave it ("loop.wav"), not the upload
+                # cache's path; the path itself stays in input_path, which outputs protect.
+                result = dataclasses.replace(result, report=result.report.replace(
+                    input=result.input_path.name))
             number = self._next_number(session)
             stem = self._stem(session, number, result.report.input,
                               dream_name(result.report, query=wanted))

@@ -5,6 +5,7 @@ gallery, a dream of the dream, the one-line errors, cancel, the queue, sonify an
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.studio.conftest import AUDIT_HOOK, LOOP, StudioServer
+from tests.studio.conftest import AUDIT_HOOK, LOOP, StudioServer, start_studio
 
 gradio_client = pytest.importorskip("gradio_client", reason="the studio extra is not "
                                                             "installed: pip install '.[studio]'")
@@ -187,3 +188,16 @@ def test_the_network_watch_sees_an_attempt():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert "NETWORK lookup example.invalid" in run.stderr
+
+
+def test_stop_removes_the_output_folder(tmp_path: Path):
+    # A service manager's SIGTERM stops the studio cleanly; its temporary outputs go with it.
+    server = start_studio(tmp_path / "server.log",
+                          env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio-cache")})
+    dream(client(server, tmp_path), sound=handle_file(str(LOOP)), target="violin")
+    (line,) = [x for x in server.log_text().splitlines() if "Outputs:" in x]
+    folder = Path(line.split("Outputs: ")[1].split(" (removed on exit)")[0])
+    assert list(folder.glob("*/001-loop.dream-violin.wav"))
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    assert not folder.exists()

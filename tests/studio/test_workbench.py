@@ -109,6 +109,7 @@ def test_dreams_are_numbered_written_and_never_replaced(studio: Studio, tmp_path
     assert [e.step for e in events] == [1, 2]
     assert (first.number, second.number) == (1, 2)
     assert first.title == "#1 loop → violin (debug)"
+    assert first.report["input"] == "loop.wav"  # as the user named it, not the cache path
     folder = studio.out_dir / "s1"
     assert Path(first.audio) == folder / "001-loop.dream-violin.wav"
     assert Path(second.audio) == folder / "002-loop.dream-violin.wav"
