@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,9 +13,13 @@ import pytest
 
 from tests.experiments.irmas_sets import write_training_set
 
-#: Settings that keep a test cluster light: no memory monitor killing workers on a busy machine,
-#: no usage reporting.
-RAY_ENV = {"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# Ray settings for the session, set before anything imports ray (it reads some of them once):
+# a light test cluster (no memory monitor killing workers on a busy machine, no usage reports)
+# with token authentication, as Ray does by default, but with a token of the session's own
+# rather than one saved in ~/.ray; drivers that join by address must say so (RAY_AUTH_MODE).
+for _key, _value in {"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}.items():
+    os.environ.setdefault(_key, _value)
 
 # The head runs in its own process, so this test process is an ordinary driver that joins by
 # address (as `dreamsound evaluate --ray HOST:PORT` does), and so the cluster is stopped by the
@@ -39,23 +44,13 @@ def train_dir(tmp_path: Path) -> Path:
 def ray_cluster() -> Iterator[str]:
     """The address (``127.0.0.1:PORT``) of a local two-CPU Ray cluster, for the session."""
     pytest.importorskip("ray", reason="the Ray tests need the extra: pip install '.[ray]'")
-    env = {**os.environ, **RAY_ENV}
-    head = subprocess.Popen([sys.executable, "-c", _HEAD], env=env, stdin=subprocess.PIPE,
+    head = subprocess.Popen([sys.executable, "-c", _HEAD], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert head.stdout is not None
         port = head.stdout.readline().strip()
         assert port.isdigit(), f"the Ray head did not start (exit code {head.poll()})"
-        saved = {k: os.environ.get(k) for k in RAY_ENV}
-        os.environ.update(RAY_ENV)
-        try:
-            yield f"127.0.0.1:{port}"
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield f"127.0.0.1:{port}"
     finally:
         assert head.stdin is not None
         head.stdin.close()
