@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Annotated
 
@@ -40,11 +41,15 @@ def studio(
     """Dream in the browser: a local web page to upload or record a sound, pick a class, dream,
     listen to the original, the dream and the gradient side by side, and download them.
 
-    Works offline (no fonts, analytics or share links from the internet). Outputs go to a
-    temporary folder per browser session, removed when the studio stops: download what you
-    keep. Stop it with Ctrl-C.
+    Works offline (no fonts, analytics or share links from the internet) and never downloads
+    model weights (`dreamsound models fetch NAME` does). Outputs go to a temporary folder per
+    browser session, removed when the studio stops: download what you keep. Stop it with
+    Ctrl-C.
     """
     require_gradio()
+    # The page never downloads weights behind the user's back (a request from a web page that
+    # hangs on the network): a model whose weights are missing says which command fetches them.
+    os.environ.setdefault("DREAMSOUND_OFFLINE", "1")
     from dreamsound.studio.workbench import Studio
 
     workbench = Studio(model, device=device)

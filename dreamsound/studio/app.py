@@ -357,13 +357,18 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         def on_model(name: str, wanted: str | None, s_wanted: str | None
                      ) -> tuple[Any, ...]:
+            # A model that cannot load (weights not downloaded) empties the lists and says why;
+            # a dream on it then fails with the same one-line message.
+            classes: list[str] = []
+            layers = [""]
             try:
                 classes = studio.class_names(name)
-                layers = ["", *studio.layer_names(name)]
+                layers += studio.layer_names(name)
             except DreamsoundError as exc:
-                raise _error(exc) from None
+                gr.Warning(str(exc))
             keep = [w if w in classes else None for w in (wanted, s_wanted)]
-            return (gr.update(choices=classes, value=keep[0]), gr.update(choices=layers, value=""),
+            return (gr.update(choices=classes, value=keep[0]),
+                    gr.update(choices=layers, value=""),
                     gr.update(choices=classes, value=keep[1]),
                     gr.update(choices=layers, value=""))
 

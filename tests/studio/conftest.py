@@ -118,8 +118,10 @@ def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioSe
     pytest.importorskip("gradio", reason="the studio extra is not installed: "
                                          "pip install '.[studio]'")
     folder = tmp_path_factory.mktemp("studio")
-    # Gradio's upload cache goes to the test's folder, not /tmp/gradio.
+    # Gradio's upload cache goes to the test's folder, not /tmp/gradio; YAMNet's weights are
+    # missing on every machine (a model the picker offers that cannot load).
     server = start_studio(folder / "server.log",
-                          env={"GRADIO_TEMP_DIR": str(folder / "gradio-cache")})
+                          env={"GRADIO_TEMP_DIR": str(folder / "gradio-cache"),
+                               "DREAMSOUND_YAMNET_WEIGHTS": str(folder / "no-yamnet.h5")})
     yield server
     stop_studio(server)

@@ -27,7 +27,8 @@ def test_missing_extra_is_one_line_with_the_install_command(monkeypatch):
     assert "pip install" in lines[0] and "[studio]" in lines[0]
 
 
-def test_unknown_model_fails_before_serving():
+def test_unknown_model_fails_before_serving(monkeypatch):
+    monkeypatch.setenv("DREAMSOUND_OFFLINE", "1")  # the command sets it; keep it to this test
     result = runner.invoke(app, ["studio", "--model", "no-such-model"])
     assert result.exit_code == 2
     assert "unknown model 'no-such-model'" in result.output

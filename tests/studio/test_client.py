@@ -176,6 +176,16 @@ def test_model_change_fills_the_targets(studio_server: StudioServer, tmp_path: P
     assert [c[0] for c in layers["choices"]] == ["", "conv1", "conv2", "logits"]
 
 
+def test_a_model_that_cannot_load_says_why(studio_server: StudioServer, tmp_path: Path):
+    c = client(studio_server, tmp_path)
+    targets, layers, *_ = c.predict("yamnet", "violin", None, api_name="/model")
+    assert targets["choices"] == [] and targets["value"] is None
+    assert [choice[0] for choice in layers["choices"]] == [""]
+    with pytest.raises(Exception, match=r"weights file not found: .*no-yamnet.h5") as caught:
+        dream(c, sound=handle_file(str(LOOP)), model="yamnet", target="violin")
+    assert "\n" not in str(caught.value).strip()
+
+
 def test_nothing_reaches_the_network(studio_server: StudioServer):
     # From start-up through every call above, the server tried no other machine.
     assert studio_server.network_attempts() == []
