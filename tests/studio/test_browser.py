@@ -3,9 +3,10 @@ Playwright's own browser download is never used).
 
 Open the page, upload examples/loop.wav, choose violin on the debug model, dream, and find the
 three players (with the sound decoded by the browser), the spectrogram figure, the report and
-the downloads; then upload a file that is not a sound and see the library's one-line error on
-the page. Every request the page makes to another host is recorded and refused, and the server
-runs under the network watch: neither may see one. A screenshot of the dream is kept
+the downloads, then dream again from the gallery; upload a file that is not a sound and see the
+library's one-line error on the page; record from chromium's fake microphone and dream. Every
+request the page makes to another host is recorded and refused, and the server runs under the
+network watch: neither may see one. A screenshot of the dream is kept
 (``studio.png`` in the test's folder; also in ``$DREAMSOUND_ARTEFACTS`` when that is set).
 """
 
@@ -20,10 +21,12 @@ import pytest
 from tests.studio.conftest import LOOP, StudioServer
 
 CHROMIUM = Path(os.environ.get("DREAMSOUND_CHROMIUM", "/usr/bin/chromium"))
-#: Headless, and nothing of chromium's own that reaches the internet (updates, sync, QUIC).
+#: Headless, and nothing of chromium's own that reaches the internet (updates, sync, QUIC);
+#: chromium's fake microphone (a beep) stands in for a real one.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,7 +52,8 @@ def page(studio_server: StudioServer):
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      permissions=["microphone"])
         context.route("**/*", only_local)
         tab = context.new_page()
         tab.set_default_timeout(60_000)
@@ -64,13 +68,17 @@ def _upload(page, path: Path) -> None:
     page.set_input_files("#sound input[type=file]", str(path))
 
 
+def _choose_target(page, name: str) -> None:
+    target = page.locator("#target input")
+    target.click()
+    target.fill(name)
+    page.keyboard.press("Enter")
+
+
 def test_dream_in_the_browser(page, studio_server: StudioServer, tmp_path: Path):
     _upload(page, LOOP)
     page.wait_for_selector("#sound :text('0:08')")  # the browser decoded the upload
-    target = page.locator("#target input")
-    target.click()
-    target.fill("violin")
-    page.keyboard.press("Enter")
+    _choose_target(page, "violin")
     page.locator("#knob-steps input").fill("3")
     page.click("#advanced")  # the advanced knobs, made from DreamConfig
     page.locator("#knob-fit_iterations input").fill("0")
@@ -107,9 +115,15 @@ def test_dream_in_the_browser(page, studio_server: StudioServer, tmp_path: Path)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, folder / "studio.png")
 
-    # The gallery tab holds the dream.
+    # The gallery tab holds the dream (shown as A); dreaming again from it goes back to the
+    # Dream tab with the dream as the new sound.
     page.get_by_role("tab", name="Gallery").click()
     assert "loop" in page.locator("#gallery-table").inner_text()
+    page.locator("#A-report :text('#1 loop → violin (debug)')").wait_for()
+    page.click("#again-A")
+    page.locator("#run").wait_for(state="visible")
+    page.click("#run")
+    page.locator("#status :text('#2 loop.dream-violin → violin (debug)')").wait_for()
 
     assert page.external == []
     assert studio_server.network_attempts() == []
@@ -120,10 +134,7 @@ def test_non_audio_upload_shows_the_error_line(page, studio_server: StudioServer
     fake = tmp_path / "notes.wav"
     fake.write_text("these are words, not samples\n")
     _upload(page, fake)
-    target = page.locator("#target input")
-    target.click()
-    target.fill("violin")
-    page.keyboard.press("Enter")
+    _choose_target(page, "violin")
     page.click("#run")
     toast = page.locator(".toast-body", has_text="not a readable sound file")
     toast.wait_for()
@@ -132,3 +143,18 @@ def test_non_audio_upload_shows_the_error_line(page, studio_server: StudioServer
     assert "notes.wav: not a readable sound file" in page.locator("#status").inner_text()
     assert page.external == []
     assert studio_server.network_attempts() == []
+
+
+def test_record_from_the_microphone_and_dream(page, studio_server: StudioServer):
+    page.locator("#sound button[aria-label='Record audio']").click()
+    page.locator("#sound button", has_text="Record").first.click()
+    page.wait_for_timeout(2000)
+    page.locator("#sound button", has_text="Stop").first.click()
+    page.wait_for_selector("#sound :text('0:02')")  # two seconds of chromium's fake microphone
+    _choose_target(page, "violin")
+    page.locator("#knob-steps input").fill("2")
+    page.click("#run")
+    page.wait_for_selector("#result-report table")
+    assert "→ violin (debug)" in page.locator("#status").inner_text()
+    page.locator("#result-dream :text('0:02')").wait_for()
+    assert page.external == []
