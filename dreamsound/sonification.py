@@ -82,6 +82,8 @@ def gradient_to_audio(gradient: torch.Tensor, *, model: AudioClassifier, domain:
     if not torch.isfinite(gradient).all():
         raise DreamsoundError("the gradient holds NaN/Inf values; nothing to sonify")
     if domain == "waveform":
+        if gradient.dim() != 1:
+            raise ValueError(f"a waveform gradient is [n], got {tuple(gradient.shape)}")
         audio = gradient.float().cpu().numpy()
         audio = np.pad(audio, (0, max(0, length - audio.shape[0])))[:length]
     elif domain == "spectrogram":

@@ -78,7 +78,7 @@ class SoundDomain(Domain):
 
     def gradient_sound(self, gradient: torch.Tensor) -> torch.Tensor:
         """The gradient of the objective as sound ``[n]`` (not yet peak-normalised)."""
-        return gradient
+        raise NotImplementedError
 
     def finish(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.no_grad():
@@ -104,6 +104,9 @@ class SamplesDomain(SoundDomain):
 
     def sound(self, param: torch.Tensor) -> torch.Tensor:
         return param
+
+    def gradient_sound(self, gradient: torch.Tensor) -> torch.Tensor:
+        return gradient  # the gradient of the samples is a waveform
 
     def update(self, param: torch.Tensor, gradient: torch.Tensor, seen: torch.Tensor,
                shift: int) -> tuple[torch.Tensor, float | None]:
