@@ -1,0 +1,116 @@
+"""Robust dreams: random changes of a sound, ensembles at different rates, sound domains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dreamsound.api import Dreamer
+from dreamsound.config import DreamConfig
+from dreamsound.engine.objectives import Member, SoundObjective, resolve_targets
+from dreamsound.engine.objectives import Objective as LogMelObjective
+from dreamsound.engine.transforms import SOUND_CHANGES, RandomChanges
+from dreamsound.errors import ConfigError
+from dreamsound.models.base import AudioClassifier
+from dreamsound.models.debug import FRONT_END, DebugNetwork
+from dreamsound.spectral import FrontEndConfig
+from dreamsound.spectral.resample import resample_fft
+from tests.signals import SR, amplitude_at, tone
+
+
+@pytest.mark.parametrize("name", sorted(SOUND_CHANGES))
+def test_every_change_is_differentiable_and_seeded(name):
+    change = SOUND_CHANGES[name]()
+    audio = tone(440, 0.5).requires_grad_(True)
+    out = change(audio, SR, torch.Generator().manual_seed(3))
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert torch.isfinite(audio.grad).all() and audio.grad.abs().sum() > 0
+    again = change(audio.detach(), SR, torch.Generator().manual_seed(3))
+    assert torch.equal(out.detach(), again)  # same seed, same change
+
+
+def test_random_changes_draw_k_copies_reproducibly():
+    changes = RandomChanges.named(list(SOUND_CHANGES), samples=3)
+    audio = tone(330, 0.5)
+    first = changes.draw(audio, SR, torch.Generator().manual_seed(0))
+    second = changes.draw(audio, SR, torch.Generator().manual_seed(0))
+    assert len(first) == 3 and all(torch.equal(a, b) for a, b in zip(first, second))
+    assert not all(torch.equal(c, audio) for c in first)
+
+
+def test_resampling_keeps_a_tone_and_its_gradient():
+    x = tone(1000, 1.0).requires_grad_(True)
+    y = resample_fft(x, SR, 22050)
+    assert y.shape == (22050,)
+    assert amplitude_at(y.detach()[:SR], 1000 * SR / 22050) > 0  # the same pitch, new rate
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def _model_at(rate: int, name: str) -> AudioClassifier:
+    from dreamsound.data.irmas import IRMAS_CODES, IRMAS_NAMES
+
+    fields = {**FRONT_END.to_dict(), "sample_rate": rate}
+    return AudioClassifier(name, FrontEndConfig(**fields), DebugNetwork(11, seed=1),
+                           IRMAS_NAMES, IRMAS_CODES).eval().requires_grad_(False)
+
+
+def test_an_ensemble_at_two_rates_hears_one_sound(debug_model, chord):
+    other = _model_at(22050, "debug-22k")
+    members = [Member(LogMelObjective(m, targets=resolve_targets(m, "flute")))
+               for m in (debug_model, other)]
+    objective = SoundObjective(members, SR, score="log-prob")
+    audio = torch.from_numpy(chord).requires_grad_(True)
+    value, logits = objective(audio)
+    (gradient,) = torch.autograd.grad(value, audio)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+    assert len(logits) == 2 and objective.confidence(logits) == min(
+        objective.member_confidences(audio))
+    # One step along the gradient raises every member's confidence.
+    before = objective.member_confidences(audio)
+    after = objective.member_confidences(audio.detach() + 1e-3 * gradient.sign())
+    assert all(a > b for a, b in zip(after, before))
+
+
+@pytest.mark.parametrize("domain", ["envelope", "samples"])
+def test_robust_dreams_on_an_ensemble(debug_model, chord, domain):
+    other = _model_at(22050, "debug-22k")
+    config = DreamConfig(style="robust", domain=domain, steps=6, changes=2, seed=4)
+    dreamer = Dreamer([debug_model, (other, 0.5)], config)
+    result = dreamer.dream(chord, target="flute", sample_rate=SR)
+    report = result.report
+    assert [e["model"] for e in report.ensemble] == ["debug", "debug-22k"]
+    assert report.ensemble[1]["weight"] == 0.5
+    assert all(e["confidence_rendered"] > e["confidence_before"] for e in report.ensemble)
+    assert result.audio.shape == chord.shape and np.isfinite(result.audio).all()
+    assert result.gradient_audio.shape == chord.shape
+    again = Dreamer([debug_model, (other, 0.5)], config).dream(chord, target="flute",
+                                                               sample_rate=SR)
+    assert again.audio.tobytes() == result.audio.tobytes()  # the changes are seeded
+
+
+def test_envelope_keeps_the_fine_structure_and_the_bound(debug_model, chord):
+    config = DreamConfig(style="robust", steps=10, step_size=2.0, max_rmse_db=3.0, changes=0)
+    result = Dreamer(debug_model, config).dream(chord, target="flute", sample_rate=SR)
+    assert result.report.rmse_db <= 3.0 + 1e-3
+    dreamed = torch.from_numpy(result.audio)
+    # An envelope changes levels, not pitches: the chord's partials are still its peaks.
+    for hz in (440, 660):
+        assert amplitude_at(dreamed, hz) > 10 * amplitude_at(dreamed, hz + 37)
+
+
+def test_style_fills_in_what_was_not_given():
+    assert (DreamConfig().domain, DreamConfig().changes, DreamConfig().score) == (
+        "spectrogram", 0, "logit")
+    robust = DreamConfig(style="robust")
+    assert (robust.domain, robust.changes, robust.score) == ("envelope", 4, "log-prob")
+    assert DreamConfig(style="robust", domain="samples", changes=0).changes == 0
+    with pytest.raises(ConfigError, match="--changes needs a sound domain"):
+        DreamConfig(domain="spectrogram", changes=2)
+    with pytest.raises(ConfigError, match="several models"):
+        Dreamer(["debug", "debug"], DreamConfig())
+    assert DreamConfig.from_json(robust.to_dict()) == robust
+    # Reports store the step size in use; read back, it is the same dream.
+    assert DreamConfig.from_json(robust.to_json()).to_json() == robust.to_json()

@@ -1,0 +1,101 @@
+"""Judges: the "moved" rule, the concept map across vocabularies, verdicts on real sounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dreamsound import metrics
+from dreamsound.engine.transfer import judge_knows, judge_sound, target_concept
+from dreamsound.errors import TargetError
+from dreamsound.models.concepts import (
+    CONCEPTS,
+    comparable_indices,
+    concept_indices,
+    find_concept,
+)
+
+
+def test_judge_moved_needs_double_plus_two_points_and_a_better_rank():
+    assert metrics.judge_moved(0.01, 0.05, 6, 3)            # x5, +0.04, climbs
+    assert not metrics.judge_moved(0.01, 0.025, 6, 3)       # +0.015 only
+    assert not metrics.judge_moved(0.30, 0.50, 6, 3)        # less than double
+    assert not metrics.judge_moved(0.01, 0.05, 3, 3)        # same rank, not first
+    assert not metrics.judge_moved(0.01, 0.05, 3, 4)        # falls
+    assert metrics.judge_moved(0.2, 0.9, 1, 1)              # stays first
+    assert "judge_moved" in metrics.METRIC_DEFINITIONS
+
+
+def test_concepts_name_the_same_sound_in_every_vocabulary():
+    violin = find_concept("vio")
+    assert violin is find_concept("Violin, fiddle") is find_concept("violin")
+    audioset = ["Music", "Violin, fiddle", "Cello", "Speech"]
+    assert concept_indices(violin, audioset) == [1]
+    mtt = ["guitar", "techno", "violin", "vocal", "singing"]
+    assert concept_indices(find_concept("voi"), mtt) == [4, 3]  # the most specific first
+    assert concept_indices(find_concept("sax"), mtt) == []       # MTT has no saxophone
+    assert comparable_indices(mtt) == [0, 2, 3, 4]
+    assert [c.irmas for c in CONCEPTS][:3] == ["cel", "cla", "flu"]
+
+
+def test_targets_resolve_through_the_concept_map(debug_model):
+    from dreamsound.models.base import resolve_class_name
+
+    audioset = ["Music", "Acoustic guitar", "Violin, fiddle", "Singing"]
+    assert resolve_class_name("gac", audioset) == 1
+    assert resolve_class_name("voice", audioset) == 3
+    with pytest.raises(TargetError, match="has no class 'clarinet'"):
+        resolve_class_name("clarinet", audioset)  # a concept this vocabulary lacks
+    assert debug_model.resolve_class("Violin, fiddle") == debug_model.resolve_class("vio")
+
+
+def test_a_judge_moves_on_its_own_target_and_not_on_silence(debug_model, chord):
+    from dreamsound.api import Dreamer
+    from dreamsound.config import DreamConfig
+
+    flute = find_concept("flute")
+    # The debug model dreamed toward flute judges that dream: it must move.
+    dream = Dreamer(debug_model, DreamConfig(steps=15, step_size=1.0)).dream(
+        chord, target="flute", sample_rate=16000)
+    verdict = judge_sound(debug_model, flute, chord, dream.audio, 16000)
+    assert verdict.moved and verdict.confidence_after > verdict.confidence_before
+    assert verdict.rank_after <= verdict.rank_before and verdict.concept == "flute"
+    # The same sound judged against itself cannot move.
+    same = judge_sound(debug_model, flute, chord, chord, 16000)
+    assert not same.moved and same.confidence_after == pytest.approx(same.confidence_before)
+    assert target_concept(debug_model, debug_model.resolve_class("flute")) is flute
+
+
+def test_judges_refuse_what_they_cannot_hear(debug_model):
+    from dreamsound.api import Dreamer
+
+    class NoFlute:
+        name, class_names, class_codes = "tagger", ["techno", "violin"], []
+
+    assert not judge_knows(NoFlute(), find_concept("flute"))
+    with pytest.raises(TargetError, match="no class"):
+        judge_sound(NoFlute(), find_concept("flute"), np.zeros(16000, np.float32),
+                    np.zeros(16000, np.float32), 16000)
+    with pytest.raises(Exception, match="never takes part"):
+        Dreamer(debug_model, judges=[debug_model])
+
+
+def test_cli_dream_reports_judges(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    result = CliRunner().invoke(app, ["dream", "noise:1s", "-m", "debug", "-t", "violin", "-n",
+                                      "2", "--judge", "instrument", "--out", f"{tmp_path}/",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    judges = json.loads(result.stdout)["judges"]
+    assert [j["model"] for j in judges] == ["instrument"]
+    assert {"confidence_before", "confidence_after", "rank_before", "rank_after", "moved",
+            "top_after", "target", "concept"} <= set(judges[0])
+    bad = CliRunner().invoke(app, ["dream", "noise:1s", "-m", "debug", "--judge", "debug",
+                                   "--out", f"{tmp_path}/x/"])
+    assert bad.exit_code == 2 and "never takes part" in bad.output
+    assert not (tmp_path / "x").exists()
