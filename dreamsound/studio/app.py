@@ -123,9 +123,14 @@ def report_markdown(report: dict) -> str:
     rows.append(f"| distance to the original | – | rmse_db {report['rmse_db']:.2f} dB | "
                 f"rmse_db {report['rmse_db_rendered']:.2f} dB |")
     for judge in report.get("judges", []):
-        rows.append(f"| judge {html.escape(judge['model'])} ({html.escape(judge['target'])}) "
+        if judge.get("target") is None:  # the judge has no class for the target
+            rows.append(f"| judge {html.escape(judge['model'])} | – | – | "
+                        f"{html.escape(str(judge.get('note', '')))} |")
+            continue
+        moved = " (moved)" if judge.get("moved") else ""
+        rows.append(f"| judge {html.escape(judge['model'])}: {html.escape(judge['target'])} "
                     f"| {_fmt(judge['confidence_before'])} | – | "
-                    f"{_fmt(judge['confidence_after'])} |")
+                    f"{_fmt(judge['confidence_after'])}{moved} |")
     stopped = " (reached until)" if report["stopped"] == "until" else ""
     rule = f", rule {report['rule']}" if report["rule"] else ""
     summary = (f"**{report['model']}** · {report['domain']}{rule} · {report['steps']} steps"
@@ -298,6 +303,11 @@ def build_app(studio: Studio) -> gr.Blocks:
                                              label="channel",
                                              info="Only this channel of the layer.",
                                              elem_id="channel")
+                        judges = gr.Dropdown(choices=[(m.label, m.name) for m in models],
+                                             value=[], multiselect=True, label="judges",
+                                             info="Models outside the dream that listen to "
+                                                  "the written dream: does it transfer?",
+                                             elem_id="judges")
                     advanced_knobs: dict[str, gr.components.Component] = {}
                     for panel in PANELS:
                         members = [c for c in advanced_controls if c.panel == panel]
@@ -378,8 +388,8 @@ def build_app(studio: Studio) -> gr.Blocks:
         def run_dream(sound: str | None = None, start: str | None = None,
                       model: str | None = None, target: str | None = None,
                       layer: str | None = None, channel: str | None = None,
-                      entries: list[dict] | None = None, request: gr.Request = None,
-                      **knobs: Any) -> Iterator[dict]:
+                      judges: list[str] | None = None, entries: list[dict] | None = None,
+                      request: gr.Request = None, **knobs: Any) -> Iterator[dict]:
             session = _session(request)
             try:
                 config = config_from_values(knobs, dream_controls)
@@ -388,7 +398,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 raise _error(exc) from None
             job = studio.start(session, lambda progress: studio.dream(
                 session, sound=sound, start=start, model=model, target=target, layer=layer,
-                channel=channel, config=config,
+                channel=channel, config=config, judges=judges or (),
                 progress=progress))
             yield {status: progress_html(None)}
             for event in job.updates():
@@ -420,7 +430,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         dream_knobs = {**main_knobs, **advanced_knobs}
         dream_event = run.click(
             _knobs_as_keywords(run_dream, list(dream_knobs)),
-            inputs=[sound, start, model, target, layer, channel, gallery],
+            inputs=[sound, start, model, target, layer, channel, judges, gallery],
             inputs_kwargs=dream_knobs, outputs=dream_outputs,
             api_name="dream", concurrency_id=_CONCURRENCY_ID, concurrency_limit=1,
             show_progress="minimal", show_progress_on=[status])

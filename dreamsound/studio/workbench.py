@@ -26,7 +26,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -283,19 +283,31 @@ class Studio:
                 self._models[name] = load_model(name, device=self.device)
             return self._models[name]
 
-    def class_names(self, name: str | None) -> list[str]:
-        """The class names ``--target`` accepts for model ``name``, without building the network
-        when the model's module can list them (``class_names_and_codes``)."""
+    def _names_and_codes(self, name: str) -> tuple[list[str], list[str]]:
+        """A model's class names and codes, without building the network when the model's
+        module can list them (``class_names_and_codes``)."""
         from dreamsound.models.registry import get_spec
 
-        name = name or self.default_model
         if name not in self._models:
             module = importlib.import_module(get_spec(name).factory.__module__)
             lister = getattr(module, "class_names_and_codes", None)
             if lister is not None:
-                names, _codes = lister()
-                return list(names)
-        return list(self.model(name).class_names)
+                names, codes = lister()
+                return list(names), list(codes or [])
+        net = self.model(name)
+        return list(net.class_names), list(net.class_codes or [])
+
+    def class_names(self, name: str | None) -> list[str]:
+        """What the target box offers for model ``name``: its class names, then the names of
+        the concept map (:mod:`dreamsound.models.concepts`) that reach one of its classes and are
+        not class names themselves (``violin`` on YAMNet, whose class is ``Violin, fiddle``)."""
+        from dreamsound.models.concepts import CONCEPTS, concept_indices
+
+        names, codes = self._names_and_codes(name or self.default_model)
+        known = {n.lower() for n in names}
+        extra = [c.name for c in CONCEPTS
+                 if c.name.lower() not in known and concept_indices(c, names, codes)]
+        return names + extra
 
     def layer_names(self, name: str | None) -> list[str]:
         """The layers a layer objective can ascend (``--layer``) on model ``name``."""
@@ -342,10 +354,11 @@ class Studio:
     # -- the work --------------------------------------------------------------------------------
     def dream(self, session: str, *, sound: str | None, start: str | None,
               model: str | None, target: str | None, layer: str | None,
-              channel: str | float | None, config: DreamConfig,
+              channel: str | float | None, config: DreamConfig, judges: Sequence[str] = (),
               progress: Callable[[ProgressEvent], None] | None = None) -> DreamEntry:
-        """Dream, write every file through :meth:`Dreamer.save` (figure included) and return the
-        gallery entry. The library's errors pass through unchanged."""
+        """Dream, write every file through :meth:`Dreamer.save` (figure included; ``judges``,
+        models outside the dream, listen to the written file) and return the gallery entry. The
+        library's errors pass through unchanged."""
         from dreamsound.api import Dreamer
         from dreamsound.audio import save_audio
         from dreamsound.outputs import dream_name
@@ -354,7 +367,8 @@ class Studio:
         wanted = _parse_target(target)
         layer = (layer or "").strip() or None
         with self._lock:
-            dreamer = Dreamer(self.model(model), config)
+            dreamer = Dreamer(self.model(model), config,
+                              judges=[self.model(j) for j in judges or ()])
             result = dreamer.dream(source, target=wanted, layer=layer,
                                    channel=parse_channel(channel), progress=progress)
             if result.input_path is not None:

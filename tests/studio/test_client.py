@@ -78,6 +78,16 @@ def test_dream_of_loop_toward_violin_end_to_end(studio_server: StudioServer, tmp
     assert second["table"]["data"][1][2:5] == ["flute", "debug", "waveform"]
 
 
+def test_judges_listen_to_the_written_dream(studio_server: StudioServer, tmp_path: Path):
+    out = dream(client(studio_server, tmp_path), sound=handle_file(str(LOOP)), target="violin",
+                judges=["instrument"])
+    assert "| judge instrument: violin |" in out["report"]
+    report = json.loads(next(Path(f) for f in out["files"] if f.endswith(".json")).read_text())
+    (verdict,) = report["judges"]
+    assert verdict["model"] == "instrument" and verdict["target"] == "violin"
+    assert f"{verdict['confidence_after']:.3f}" in out["report"]
+
+
 def test_generated_start_and_layer_objective(studio_server: StudioServer, tmp_path: Path):
     out = dream(client(studio_server, tmp_path), start="sine:440:1s", layer="conv2",
                 channel="3")

@@ -143,6 +143,11 @@ def test_models_load_once_and_list_their_classes(studio: Studio):
     assert studio.model("debug") is studio.model(None)
     assert "violin" in studio.class_names("debug")
     assert studio.layer_names("debug") == ["conv1", "conv2", "logits"]
+    # Targets on a tagger: its tags, then the concept names that reach one of them.
+    musicnn = studio.class_names("musicnn")
+    assert "violin" in musicnn and musicnn.count("violin") == 1
+    assert "acoustic guitar" in musicnn and "guitar" in musicnn
+    assert "clarinet" not in musicnn  # MagnaTagATune has no clarinet tag
     choices = {c.name: c for c in model_choices()}
     assert choices["debug"].available and choices["instrument"].label.startswith(
         "instrument (default)")
