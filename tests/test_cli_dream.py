@@ -244,3 +244,21 @@ def test_example_plugin_registers_through_the_entry_point(tmp_path, monkeypatch,
                          "-n", "20", "--json").stdout)
     assert doc["model"] == "band-energy" and doc["target"] == "high"
     assert doc["confidence_after"] > doc["confidence_before"] + 0.2
+
+
+@pytest.mark.slow
+def test_examples_readme_python_runs_as_written(tmp_path, monkeypatch):
+    import re
+    import shutil
+
+    text = (REPO / "examples" / "README.md").read_text()
+    code = re.search(r"## From Python\s+```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "examples").mkdir()
+    shutil.copy(REPO / "examples" / "loop.wav", tmp_path / "examples" / "loop.wav")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "examples/README.md", "exec"), namespace)
+    assert namespace["result"].report["confidence_rendered"] >= 0.9
+    assert namespace["saved"].report["rendered_from"] == "file"
+    assert (tmp_path / "out" / "loop.dream-violin.png").is_file()
+    assert namespace["sequence"].audio.size == 8 * namespace["result"].audio.size

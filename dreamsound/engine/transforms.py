@@ -105,10 +105,22 @@ def _frequencies(n: int, rate: int, device: torch.device) -> torch.Tensor:
     return torch.fft.rfftfreq(n, 1.0 / rate).to(device)
 
 
-class SoundChange:
-    """Base of the random changes: ``change(audio [n], rate Hz, generator) -> audio [n]``."""
+#: Every change, by name (the changes a robust dream draws from). A subclass of
+#: :class:`SoundChange` with a ``name`` registers itself here when its module is imported, so a
+#: new change is one class in one file.
+SOUND_CHANGES: dict[str, type[SoundChange]] = {}
 
-    name = "change"
+
+class SoundChange:
+    """Base of the random changes: ``change(audio [n], rate Hz, generator) -> audio [n]``,
+    differentiable in ``audio``, its parameters drawn from ``generator``."""
+
+    name = ""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            SOUND_CHANGES[cls.name] = cls
 
     def __call__(self, audio: torch.Tensor, rate: int, generator: torch.Generator
                  ) -> torch.Tensor:
@@ -233,11 +245,6 @@ class BandLimit(SoundChange):
         gain = 0.5 * (1.0 + torch.cos(torch.pi * octaves))
         spectrum = torch.fft.rfft(audio, dim=-1) * gain.to(audio.dtype)
         return torch.fft.irfft(spectrum, n=audio.shape[-1], dim=-1)
-
-
-#: Every change, by name (the ``--changes`` choices), with its default range.
-SOUND_CHANGES: dict[str, type[SoundChange]] = {
-    cls.name: cls for cls in (TimeShift, Gain, Speed, Noise, Tilt, Reverb, BandLimit)}
 
 
 class RandomChanges:

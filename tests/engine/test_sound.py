@@ -114,3 +114,22 @@ def test_style_fills_in_what_was_not_given():
     assert DreamConfig.from_json(robust.to_dict()) == robust
     # Reports store the step size in use; read back, it is the same dream.
     assert DreamConfig.from_json(robust.to_json()).to_json() == robust.to_json()
+
+
+def test_the_developer_docs_change_is_one_class(tmp_path):
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "developers.md").read_text()
+    code = re.search(r"```python\n(.*?)```", docs, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 20
+    namespace: dict = {}
+    try:
+        exec(compile(code, "developers.md", "exec"), namespace)
+        assert SOUND_CHANGES["tremolo"] is namespace["Tremolo"]
+        audio = tone(440, 0.5).requires_grad_(True)
+        out = SOUND_CHANGES["tremolo"]()(audio, SR, torch.Generator().manual_seed(0))
+        out.sum().backward()
+        assert audio.grad.abs().sum() > 0 and not torch.equal(out.detach(), audio.detach())
+    finally:
+        SOUND_CHANGES.pop("tremolo", None)
