@@ -194,13 +194,13 @@ class Dreamer:
                       on_snapshot=self._snapshot_keeper(snapshots, on_snapshot)
                       if c.snapshot_every else None)
         judge = Judge(net, primary)
-        before = judge.analyse(domain.original)
+        before = judge.analyze(domain.original)
         ascent = ascend(domain, objective, c, generator=generator, hooks=hooks)
         dreamed_log_mel, dreamed_wave = domain.finish(ascent.param)
         rendered = domain.render(dreamed_log_mel, dreamed_wave, ascent.steps)
-        after = judge.analyse(dreamed_log_mel)
+        after = judge.analyze(dreamed_log_mel)
         audio_out = self._limited(rendered)
-        heard, rendered_log_mel = judge.analyse_waveform(
+        heard, rendered_log_mel = judge.analyze_waveform(
             audio_out, n_frames=domain.original.shape[-2])
         gradient = ascent.first_gradient
         if gradient is None:  # zero steps: the gradient at the original, for the outputs
@@ -367,7 +367,7 @@ class Dreamer:
         objective = Objective(net, targets=targets) if report.layer is None else \
             Objective(net, layer=report.layer, channel=report.channel)
         original = torch.from_numpy(result.spectrograms["original"])
-        heard, log_mel = Judge(net, objective).analyse_waveform(
+        heard, log_mel = Judge(net, objective).analyze_waveform(
             reloaded, n_frames=original.shape[-2])
         log_mel = log_mel.cpu()
         targets_json = [{**entry, "confidence_rendered": heard.confidences[i]}

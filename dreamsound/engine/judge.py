@@ -50,7 +50,7 @@ class Judge:
         self.model = model
         self.objective = objective
 
-    def analyse(self, log_mel: torch.Tensor) -> Analysis:
+    def analyze(self, log_mel: torch.Tensor) -> Analysis:
         """Scores of a log-mel ``[T, F]`` of this judge's model."""
         model, objective = self.model, self.objective
         with torch.no_grad():
@@ -81,8 +81,8 @@ class Judge:
                                 value=model.front_end.floor)
         return log_mel
 
-    def analyse_waveform(self, waveform: np.ndarray, *, n_frames: int | None = None
+    def analyze_waveform(self, waveform: np.ndarray, *, n_frames: int | None = None
                          ) -> tuple[Analysis, torch.Tensor]:
         """``(analysis, log-mel)`` of a waveform (see :meth:`log_mel`)."""
         log_mel = self.log_mel(waveform, n_frames=n_frames)
-        return self.analyse(log_mel), log_mel
+        return self.analyze(log_mel), log_mel

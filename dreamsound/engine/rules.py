@@ -40,8 +40,8 @@ class StftGeometry:
     """Analysis/synthesis for the waveform rules, with the model front-end's STFT geometry.
 
     The signal is zero-padded by ``win_length`` samples on both sides before analysis, so every
-    real sample lies where the overlap-added window is complete and :meth:`synthesise` of an
-    unmodified :meth:`analyse` gives the input back to float rounding.
+    real sample lies where the overlap-added window is complete and :meth:`synthesize` of an
+    unmodified :meth:`analyze` gives the input back to float rounding.
     """
 
     def __init__(self, n_fft: int, win_length: int, hop_length: int, *,
@@ -60,14 +60,14 @@ class StftGeometry:
         total = (frames - 1) * self.hop_length + self.win_length
         return front, total - front - n
 
-    def analyse(self, x: torch.Tensor) -> torch.Tensor:
+    def analyze(self, x: torch.Tensor) -> torch.Tensor:
         """Complex STFT ``[T, n_fft // 2 + 1]`` of ``x [n]`` (padded as described above)."""
         front, back = self._padding(x.shape[-1])
         return stft(F.pad(x, (front, back)), n_fft=self.n_fft, win_length=self.win_length,
                     hop_length=self.hop_length, window=self.window.to(x.dtype))
 
-    def synthesise(self, spectrum: torch.Tensor, n: int) -> torch.Tensor:
-        """Samples ``[n]`` from a spectrum made by :meth:`analyse` (least-squares overlap-add
+    def synthesize(self, spectrum: torch.Tensor, n: int) -> torch.Tensor:
+        """Samples ``[n]`` from a spectrum made by :meth:`analyze` (least-squares overlap-add
         with the synthesis window, :func:`dreamsound.spectral.istft`)."""
         front, _ = self._padding(n)
         real_dtype = spectrum.real.dtype
@@ -113,11 +113,11 @@ def masked_resynthesis(geometry: StftGeometry, signal: torch.Tensor, mask: torch
     Multiplying the complex STFT by a real mask scales each bin's modulus and keeps its phase;
     the synthesis uses the window and its overlap-added square (exact for an all-ones mask).
     """
-    spectrum = geometry.analyse(signal)
+    spectrum = geometry.analyze(signal)
     if mask.shape != spectrum.shape:
         raise ValueError(f"mask {tuple(mask.shape)} does not match the STFT "
                          f"{tuple(spectrum.shape)}")
-    return geometry.synthesise(spectrum * mask.to(spectrum.real.dtype), signal.shape[-1])
+    return geometry.synthesize(spectrum * mask.to(spectrum.real.dtype), signal.shape[-1])
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
@@ -162,11 +162,11 @@ def waveform_update(x: torch.Tensor, gradient: torch.Tensor, *, rule: str, step_
     if rule in ("filter", "filter-add"):
         if not flip:
             # Mask from the gradient, applied to the signal (the signal keeps its phase).
-            mask = hard_cut_mask(geometry.analyse(gradient).abs(), threshold)
+            mask = hard_cut_mask(geometry.analyze(gradient).abs(), threshold)
             filtered = masked_resynthesis(geometry, x, mask)
             return filtered if rule == "filter" else x + step_size * filtered
         # Flipped: mask from the signal, applied to the gradient (the gradient keeps its phase).
-        mask = hard_cut_mask(geometry.analyse(x).abs(), threshold)
+        mask = hard_cut_mask(geometry.analyze(x).abs(), threshold)
         filtered = masked_resynthesis(geometry, gradient, mask)
         if rule == "filter":
             # The filtered gradient replaces the signal; match the signal's loudness so repeated
@@ -181,9 +181,9 @@ def waveform_update(x: torch.Tensor, gradient: torch.Tensor, *, rule: str, step_
             raise ValueError(f"target sound has {target_sound.shape[-1]} samples, x has {n}")
         if not flip:
             # The gradient restricted to the target sound's spectral footprint.
-            mask = hard_cut_mask(geometry.analyse(target_sound).abs(), threshold)
+            mask = hard_cut_mask(geometry.analyze(target_sound).abs(), threshold)
             return x + step_size * level * masked_resynthesis(geometry, gradient, mask)
         # Flipped: the target sound restricted to where the gradient is strong.
-        mask = hard_cut_mask(geometry.analyse(gradient).abs(), threshold)
+        mask = hard_cut_mask(geometry.analyze(gradient).abs(), threshold)
         return x + step_size * masked_resynthesis(geometry, target_sound, mask)
     raise DreamsoundError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")

@@ -138,7 +138,7 @@ class EnvelopeDomain(SoundDomain):
         self.geometry = StftGeometry(window, window, round(ENVELOPE_STFT_HOP_S * rate),
                                      device=model.device)
         with torch.no_grad():
-            self.spectrum = self.geometry.analyse(wave)  # [T, bins]
+            self.spectrum = self.geometry.analyze(wave)  # [T, bins]
         frames, bins = self.spectrum.shape
         hop_s = self.geometry.hop_length / rate
         controls = max(2, math.ceil(frames * hop_s / ENVELOPE_HOP_S) + 1)
@@ -163,7 +163,7 @@ class EnvelopeDomain(SoundDomain):
 
     def sound(self, param: torch.Tensor) -> torch.Tensor:
         spectrum = self.spectrum * torch.exp(self.gains(param)).to(self.spectrum.dtype)
-        return self.geometry.synthesise(spectrum, self.wave.shape[-1])
+        return self.geometry.synthesize(spectrum, self.wave.shape[-1])
 
     def gradient_sound(self, gradient: torch.Tensor) -> torch.Tensor:
         """The original filtered by where the models want more energy: the positive part of
@@ -174,7 +174,7 @@ class EnvelopeDomain(SoundDomain):
             return torch.zeros_like(self.wave)
         with torch.no_grad():
             gains = self.gains(wanted / peak).to(self.spectrum.dtype)
-            return self.geometry.synthesise(self.spectrum * gains, self.wave.shape[-1])
+            return self.geometry.synthesize(self.spectrum * gains, self.wave.shape[-1])
 
     def update(self, param: torch.Tensor, gradient: torch.Tensor, seen: torch.Tensor,
                shift: int) -> tuple[torch.Tensor, float | None]:

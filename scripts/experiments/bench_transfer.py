@@ -139,7 +139,7 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
     return {"mode": mode, "config": config.to_json(), "rows": rows}
 
 
-def summarise(run: dict, judges: list[str]) -> dict:
+def summarize(run: dict, judges: list[str]) -> dict:
     rows = run["rows"]
     out = {"mode": run["mode"], "dreams": len(rows),
            "mean_rmse_db": statistics.mean(r["rmse_db"] for r in rows),
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'mode':<28} {'rmse dB':>7} {'s/dream':>8} {'>=0.9':>6} " + " ".join(
         f"{n + ' rate (null)':>22} {'gain':>7}" for n in judge_names)
     print(header)
-    summaries = [summarise(run, judge_names) for run in runs]
+    summaries = [summarize(run, judge_names) for run in runs]
     for s in summaries:
         print(f"{s['mode']:<28} {s['mean_rmse_db']:>7.2f} {s['mean_seconds']:>8.1f} "
               f"{s['reached_0.9']:>6.2f} " + " ".join(

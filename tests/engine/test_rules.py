@@ -22,7 +22,7 @@ GEOMETRY = StftGeometry(512, 400, 160)
 def test_all_ones_mask_reproduces_input_exactly(rng, dtype, tol):
     geometry = StftGeometry(512, 400, 160, dtype=dtype)
     x = torch.from_numpy(rng.standard_normal(12345) * 0.3).to(dtype)
-    ones = torch.ones(geometry.analyse(x).shape, dtype=dtype)
+    ones = torch.ones(geometry.analyze(x).shape, dtype=dtype)
     rebuilt = masked_resynthesis(geometry, x, ones)
     assert rebuilt.shape == x.shape
     assert float((rebuilt - x).abs().max()) < tol
@@ -52,8 +52,8 @@ def test_filter_rule_keeps_only_the_gradients_bins():
     assert amplitude_at(out, 500) == pytest.approx(amplitude_at(signal, 500), rel=0.01)
     assert db(amplitude_at(out, 3000) / amplitude_at(signal, 3000)) < -100
     # No energy where the mask is zero (re-analysed; only window leakage at the mask's edges).
-    mask = hard_cut_mask(GEOMETRY.analyse(gradient).abs(), 0.1)
-    energy = GEOMETRY.analyse(out).abs().square()
+    mask = hard_cut_mask(GEOMETRY.analyze(gradient).abs(), 0.1)
+    energy = GEOMETRY.analyze(out).abs().square()
     assert float((energy * (1 - mask)).sum() / energy.sum()) < 0.005
 
 
