@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -53,7 +53,6 @@ class ModelSpec:
     summary: str
     factory: ModelFactory
     weights: object | None = None
-    extra: dict = field(default_factory=dict)
 
 
 # Built-ins: name -> "module:attribute" of their ModelSpec, imported on first use.
