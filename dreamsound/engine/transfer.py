@@ -124,3 +124,37 @@ def judge_sound(judge: AudioClassifier, concept: Concept, original: np.ndarray,
                    rank_before=rank_before, rank_after=rank_after,
                    top_before=top(before_scores), top_after=top(after_scores),
                    moved=metrics.judge_moved(before, after, rank_before, rank_after))
+
+
+def matched_noise(original: np.ndarray, rmse_db: float, model: AudioClassifier, *,
+                  seed: int) -> np.ndarray:
+    """The null baseline of a dream: ``original`` plus white noise scaled so that its rmse_db
+    from the original, on ``model``'s log-mel, equals the dream's ``rmse_db``.
+
+    A judge's gain on a dream is read against its gain on a change of the same size at random.
+    The gain is found by bisection (30 halvings) after doubling until the noise is loud enough.
+
+    Parameters
+    ----------
+    original : ndarray float32 [n]
+        At ``model``'s rate.
+    rmse_db : float
+        The dream's distance from the original (dB).
+    seed : int
+        Seeds the noise.
+    """
+    noise = np.random.default_rng(seed).standard_normal(original.size).astype(np.float32)
+    with torch.no_grad():
+        reference = model.log_mel(torch.from_numpy(original).to(model.device))
+
+        def distance(gain: float) -> float:
+            changed = torch.from_numpy(original + gain * noise).to(model.device)
+            return metrics.rmse_db(model.log_mel(changed), reference, front_end=model.front_end)
+
+        low, high = 0.0, 1.0
+        while distance(high) < rmse_db and high < 1e3:
+            high *= 2.0
+        for _ in range(30):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if distance(middle) < rmse_db else (low, middle)
+    return (original + 0.5 * (low + high) * noise).astype(np.float32)

@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,28 +56,6 @@ def parse_mode(text: str) -> dict:
     return values
 
 
-def null_baseline(original: np.ndarray, rmse_db: float, model, seed: int) -> np.ndarray:
-    """``original`` plus white noise scaled (bisection on the gain) so that its rmse_db from the
-    original on ``model``'s log-mel equals ``rmse_db``: a change of the same size, at random."""
-    from dreamsound import metrics
-
-    noise = np.random.default_rng(seed).standard_normal(original.size).astype(np.float32)
-    with torch.no_grad():
-        reference = model.log_mel(torch.from_numpy(original))
-
-        def distance(gain: float) -> float:
-            changed = torch.from_numpy(original + gain * noise)
-            return metrics.rmse_db(model.log_mel(changed), reference, front_end=model.front_end)
-
-    low, high = 0.0, 1.0
-    while distance(high) < rmse_db and high < 1e3:
-        high *= 2.0
-    for _ in range(30):
-        middle = 0.5 * (low + high)
-        low, high = (middle, high) if distance(middle) < rmse_db else (low, middle)
-    return (original + 0.5 * (low + high) * noise).astype(np.float32)
-
-
 def clips_and_targets(data: Path, n: int, seed: int, models: list
                       ) -> list[tuple[Path, str, str]]:
     """``(clip, true code, wrong code)`` for ``n`` seeded clips; wrong targets are drawn among
@@ -99,7 +76,7 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
     from dreamsound.api import Dreamer
     from dreamsound.audio import load_audio
     from dreamsound.config import DreamConfig
-    from dreamsound.engine.transfer import judge_sound, target_concept
+    from dreamsound.engine.transfer import judge_sound, matched_noise, target_concept
     from dreamsound.models.concepts import find_concept
     from dreamsound.outputs import write_audio
 
@@ -116,7 +93,7 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                                  max_seconds=None)
             result = dreamer.judge_written(result, path)
             concept = target_concept(dreamer.model, result.report.targets[0]["index"])
-            null = null_baseline(result.original, result.report.rmse_db_rendered,
+            null = matched_noise(result.original, result.report.rmse_db_rendered,
                                  dreamer.model, seed=args.seed + number)
             row = {"clip": str(clip), "true": true, "target": wrong, "seconds": seconds,
                    "rmse_db": result.report.rmse_db_rendered,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dreamsound import metrics
 from dreamsound.engine.transfer import judge_knows, judge_sound, target_concept
@@ -99,3 +100,15 @@ def test_cli_dream_reports_judges(tmp_path):
                                    "--out", f"{tmp_path}/x/"])
     assert bad.exit_code == 2 and "never takes part" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_matched_noise_has_the_dreams_distance(debug_model, chord):
+    from dreamsound.engine.transfer import matched_noise
+
+    noisy = matched_noise(chord, 2.0, debug_model, seed=1)
+    with torch.no_grad():
+        distance = metrics.rmse_db(debug_model.log_mel(torch.from_numpy(noisy)),
+                                   debug_model.log_mel(torch.from_numpy(chord)),
+                                   front_end=debug_model.front_end)
+    assert distance == pytest.approx(2.0, abs=1e-3)
+    assert np.array_equal(noisy, matched_noise(chord, 2.0, debug_model, seed=1))
