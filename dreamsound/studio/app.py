@@ -433,11 +433,15 @@ def build_app(studio: Studio) -> gr.Blocks:
             inputs=[sound, start, model, target, layer, channel, judges, gallery],
             inputs_kwargs=dream_knobs, outputs=dream_outputs,
             api_name="dream", concurrency_id=_CONCURRENCY_ID, concurrency_limit=1,
-            show_progress="minimal", show_progress_on=[status])
+            show_progress="minimal", show_progress_on=[status],
+            # Dream clicked while a dream still runs (or is still stopping after Cancel): run
+            # the latest click next instead of dropping it.
+            trigger_mode="always_last")
 
         def cancel_dream(request: gr.Request) -> str:
-            running = studio.cancel(_session(request))
-            return "<span>cancelling…</span>" if running else "<span>cancelled</span>"
+            if studio.cancel(_session(request)):
+                return "<span>cancelled: the model stops after its current step</span>"
+            return "<span>nothing to cancel</span>"
 
         cancel.click(cancel_dream, None, status, cancels=[dream_event], concurrency_limit=None,
                      api_name="cancel")

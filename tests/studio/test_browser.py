@@ -158,3 +158,19 @@ def test_record_from_the_microphone_and_dream(page, studio_server: StudioServer)
     assert "→ violin (debug)" in page.locator("#status").inner_text()
     page.locator("#result-dream :text('0:02')").wait_for()
     assert page.external == []
+
+
+def test_cancel_a_long_dream(page, studio_server: StudioServer):
+    _upload(page, LOOP)
+    page.wait_for_selector("#sound :text('0:08')")
+    _choose_target(page, "violin")
+    page.locator("#knob-steps input").fill("100000")
+    page.click("#run")
+    page.wait_for_selector("#status progress")  # live progress: a bar, step, confidence
+    assert "confidence" in page.locator("#status").inner_text()
+    page.click("#cancel")
+    page.locator("#status :text('cancelled')").wait_for()
+    # The model is free again at once: a short dream goes through.
+    page.locator("#knob-steps input").fill("2")
+    page.click("#run")
+    page.locator("#status :text('done: #')").wait_for(timeout=30_000)

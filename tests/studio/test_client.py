@@ -133,7 +133,7 @@ def test_cancel_stops_the_dream_and_frees_the_model(studio_server: StudioServer,
         time.sleep(0.1)
     live = next(str(o[0]) for o in job.outputs() if "step" in str(o[0]))
     assert "<progress" in live and "confidence" in live and "rmse_db" in live
-    c.predict(api_name="/cancel")
+    assert "cancelled" in c.predict(api_name="/cancel")
     deadline = time.monotonic() + 30
     while not job.done():
         assert time.monotonic() < deadline, "the dream did not stop after cancel"
