@@ -309,7 +309,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                                                   "the written dream: does it transfer?",
                                              elem_id="judges")
                     advanced_knobs: dict[str, gr.components.Component] = {}
-                    for panel in PANELS:
+                    # Panels in the CLI's order; a panel the CLI does not list yet still shows.
+                    for panel in dict.fromkeys([*PANELS, *(c.panel for c in advanced_controls)]):
                         members = [c for c in advanced_controls if c.panel == panel]
                         if members:
                             gr.Markdown(f"**{panel}**")

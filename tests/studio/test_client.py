@@ -179,6 +179,17 @@ def test_sonify_and_classify(studio_server: StudioServer, tmp_path: Path):
         c.predict(api_name="/classify", sound=handle_file(str(silent)), model="debug")
 
 
+def test_every_knob_is_a_keyword_of_the_api(studio_server: StudioServer, tmp_path: Path):
+    from dreamsound.config import DreamConfig
+
+    api = client(studio_server, tmp_path).view_api(return_format="dict", print_info=False)
+    params = {p["parameter_name"]: p for p in api["named_endpoints"]["/dream"]["parameters"]}
+    for knob in DreamConfig.knobs():
+        assert params[knob.name]["parameter_has_default"], knob.name
+    assert params["steps"]["parameter_default"] == DreamConfig().steps
+    assert {"sound", "start", "model", "target", "layer", "channel", "judges"} <= set(params)
+
+
 def test_model_change_fills_the_targets(studio_server: StudioServer, tmp_path: Path):
     targets, layers, *_ = client(studio_server, tmp_path).predict("debug", "violin", None,
                                                                  api_name="/model")
