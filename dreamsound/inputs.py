@@ -148,3 +148,135 @@ def match_length(wave: np.ndarray, n: int) -> np.ndarray:
     if wave.shape[0] >= n:
         return wave[:n]
     return np.tile(wave, math.ceil(n / wave.shape[0]))[:n]
+
+
+def resampled_length(n: int, input_rate: int, sample_rate: int) -> int:
+    """Samples that ``n`` samples at ``input_rate`` Hz become at ``sample_rate`` Hz, as libsoxr
+    (and so :func:`dreamsound.audio.resample`) counts them: ``n · out / in`` rounded half up."""
+    return (2 * n * sample_rate + input_rate) // (2 * input_rate)
+
+
+class FileBlocks:
+    """A sound file read in blocks, as mono float32 at a model's rate, in bounded memory.
+
+    The file is decoded ``read_frames`` frames at a time by libsndfile, mixed to mono and
+    resampled by a streaming libsoxr resampler at the quality :func:`~dreamsound.audio.resample`
+    uses (its output is the same, sample for sample, as resampling the whole file at once).
+    :meth:`window` hands out any span ``[start, end)`` of the result as long as spans never
+    start before an earlier one did; only the samples from the earliest start still wanted to
+    the latest end read are held.
+
+    Parameters
+    ----------
+    path : path
+        A file libsndfile reads (wav, flac, ogg, mp3, aiff, ...).
+    sample_rate : int
+        The model's rate, Hz.
+    max_seconds : float, optional
+        Refuse longer files (None: no limit, the default for streamed work).
+    read_frames : int
+        Frames decoded per read (at the file's rate).
+
+    Raises
+    ------
+    AudioError
+        Missing, empty, a folder, not readable by libsndfile, truncated (header and data
+        disagree), NaN/Inf samples (when read), longer than ``max_seconds``.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, *, max_seconds: float | None = None,
+                 read_frames: int = 1 << 16):
+        import soundfile as sf
+        import soxr
+
+        from dreamsound.audio import _check_length, _check_path, _iff_truncation
+
+        self.path = Path(path).expanduser()
+        _check_path(self.path)
+        damage = _iff_truncation(self.path)
+        if damage:
+            raise AudioError(f"{self.path}: {damage}; the file was probably cut short")
+        try:
+            self._file = sf.SoundFile(self.path)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{self.path}: not a sound file libsndfile can read "
+                             f"({getattr(exc, 'error_string', exc)})") from None
+        self.input_rate = int(self._file.samplerate)
+        self.input_frames = int(self._file.frames)
+        self.sample_rate = int(sample_rate)
+        self._format = self._file.format
+        if self.input_frames <= 0 or self.input_rate <= 0:
+            self.close()
+            raise AudioError(f"{self.path}: the file holds no audio samples")
+        _check_length(self.path, self.input_frames, self.input_rate, max_seconds)
+        #: Samples at the model's rate (the whole file).
+        self.n_samples = resampled_length(self.input_frames, self.input_rate, self.sample_rate)
+        self._resampler = None if self.input_rate == self.sample_rate else soxr.ResampleStream(
+            self.input_rate, self.sample_rate, 1, dtype="float32", quality="VHQ")
+        self._read_frames = int(read_frames)
+        self._decoded = 0
+        self._finished = False
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer_start = 0
+
+    @property
+    def seconds(self) -> float:
+        """Duration, s."""
+        return self.input_frames / self.input_rate
+
+    def _pull(self) -> None:
+        """Decode, mix and resample the next read; mark the end of the file."""
+        from dreamsound.audio import mix_down
+
+        data = self._file.read(self._read_frames, dtype="float32", always_2d=True)
+        last = data.shape[0] < self._read_frames
+        if data.shape[0] and not np.isfinite(data).all():
+            first = self._decoded + int(np.argmax(~np.isfinite(data).all(axis=1)))
+            raise AudioError(f"{self.path}: holds non-finite (NaN/Inf) samples, the first at "
+                             f"sample {first}")
+        self._decoded += data.shape[0]
+        mono = mix_down(data)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono, last=last)
+        if last:
+            self._finished = True
+            # MP3 frame counts are estimates; anything else that ends early is damaged.
+            if self._format != "MP3" and self._decoded < self.input_frames:
+                raise AudioError(f"{self.path}: truncated or corrupt: decoded {self._decoded} "
+                                 f"of {self.input_frames} frames")
+        self._buffer = np.concatenate([self._buffer, np.asarray(mono, dtype=np.float32)])
+
+    def window(self, start: int, end: int) -> np.ndarray:
+        """Samples ``[start, end)`` at the model's rate, float32; zeros past the end of the file
+        (which is :attr:`n_samples` long), so the span is always ``end - start`` samples.
+
+        ``start`` must not be before the start of an earlier window: what lies before it is
+        let go.
+        """
+        if start < self._buffer_start:
+            raise ValueError(f"window start {start} is before {self._buffer_start}, already "
+                             "let go")
+        end = max(start, end)
+        wanted = min(end, self.n_samples)
+        while not self._finished and self._buffer_start + self._buffer.shape[0] < wanted:
+            self._pull()
+        # Keep only what later windows may still ask for (copy: a view would pin the rest).
+        drop = min(start - self._buffer_start, self._buffer.shape[0])
+        if drop > 0:
+            self._buffer = self._buffer[drop:].copy()
+            self._buffer_start += drop
+        offset = start - self._buffer_start
+        piece = self._buffer[max(0, offset):max(0, wanted - self._buffer_start)]
+        if piece.shape[0] < end - start:
+            piece = np.pad(piece, (0, end - start - piece.shape[0]))
+        return piece
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> FileBlocks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -31,14 +31,19 @@ def classify(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many classes to show.")] = 5,
     frames: Annotated[bool, typer.Option("--frames", help="Also show scores per patch.")] = False,
     device: DeviceOpt = "auto",
-    max_seconds: MaxSecondsOpt = 600.0,
+    max_seconds: MaxSecondsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what a model hears in a sound: top classes for the whole file (and per patch)."""
+    """Show what a model hears in a sound: top classes for the whole file (and per patch).
+    Files longer than 10 s are read in blocks (same scores, bounded memory)."""
     from dreamsound.api import Dreamer
+    from dreamsound.audio import DEFAULT_MAX_SECONDS
+    from dreamsound.streaming import classify_source
 
     dreamer = Dreamer(model, weights=weights, device=device)
-    results = [dreamer.classify(f, max_seconds=max_seconds) for f in files]
+    results = [classify_source(dreamer.model, f, max_seconds=max_seconds)
+               or dreamer.classify(f, max_seconds=max_seconds or DEFAULT_MAX_SECONDS)
+               for f in files]
     if as_json:
         docs = [dict(file=f, **r.to_json(frames=frames, top=top))
                 for f, r in zip(files, results)]

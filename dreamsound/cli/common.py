@@ -79,8 +79,9 @@ JudgeOpt = Annotated[list[str] | None, typer.Option(
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-MaxSecondsOpt = Annotated[float, typer.Option(
-    "--max-seconds", min=0.1, help="Refuse input files longer than this (seconds).")]
+MaxSecondsOpt = Annotated[float | None, typer.Option(
+    "--max-seconds", min=0.1, help="Refuse input files longer than this (seconds). Default: "
+    "no limit; files longer than 10 s stream in bounded memory.", show_default=False)]
 InputsArg = Annotated[list[str], typer.Argument(
     help="Sound file(s), or a generated start: noise:3s, silence:2s, sine:440:2s.",
     show_default=False)]
@@ -113,10 +114,19 @@ def _root(
                                           help="Show the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, show_default=False,
+        help="CPU threads for the models. Default: $DREAMSOUND_THREADS, else the cores this "
+        "process may use (affinity, cgroup quota), at most 8.")] = None,
 ) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else
                         logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Before any command loads torch (which reads the count from the environment then); torch
+    # itself is not imported here, so commands that never need it stay instant.
+    from dreamsound.threads import configure_threads
+
+    configure_threads(threads, load_torch=False)
 
 
 def print_json(obj: Any) -> None:

@@ -16,6 +16,7 @@ from dreamsound.cli.common import (
     JsonOpt,
     JudgeOpt,
     LayerOpt,
+    MaxSecondsOpt,
     ModelOpt,
     ModelsOpt,
     OutOpt,
@@ -104,18 +105,21 @@ def dream(
                                        "difference and gradient spectrograms.",
                                        rich_help_panel="Rendering and output")] = False,
     device: DeviceOpt = "auto",
+    max_seconds: MaxSecondsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Dream sounds toward a class (or a layer): writes the dreamed audio, the sonified
-    gradient and a JSON report (and a PNG with --plot), never over the input.
+    gradient and a JSON report (and a PNG with --plot), never over the input. Files longer
+    than 10 s stream: dreamed in cross-faded segments, in bounded memory.
 
     One model load serves every input x target. The report gives the target confidence before,
     after (on the dreamed spectrogram) and rendered (the written file, re-analysed), and the
     distance to the original (rmse_db, mse_db2).
     """
     from dreamsound.api import Dreamer
-    from dreamsound.outputs import dream_name, output_stem
+    from dreamsound.outputs import output_stem
+    from dreamsound.streaming import dream_file
 
     jobs = _jobs(inputs, target, layer)
     dreamer = Dreamer(model_choices(model), config, weights=weights, device=device,
@@ -124,13 +128,10 @@ def dream(
     reports = []
     for source, wanted, label in jobs:
         with progress_bar(label, quiet=quiet or as_json) as update:
-            result = dreamer.dream(source, target=wanted, layer=layer, channel=channel,
-                                   target_sound=target_sound, progress=update)
-        stem = output_stem(result.report.input, dream_name(result.report, query=wanted), out,
-                           several=several)
-        result = dreamer.save(result, stem, plot=plot,
-                              inputs=[target_sound] if target_sound else [])
-        report = result.report.to_json()
+            report = dream_file(dreamer, source, target=wanted, layer=layer, channel=channel,
+                                target_sound=target_sound, plot=plot, progress=update,
+                                max_seconds=max_seconds, stem=lambda input_label, name:
+                                output_stem(input_label, name, out, several=several))
         reports.append(report)
         if not as_json:
             out_console.print(_dream_table(report))
@@ -155,6 +156,7 @@ def sonify(
     weights: WeightsOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = "auto",
+    max_seconds: MaxSecondsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -166,7 +168,8 @@ def sonify(
     the gradient of the samples itself.
     """
     from dreamsound.api import Dreamer
-    from dreamsound.outputs import output_stem, sonify_name, write_sonification
+    from dreamsound.outputs import output_stem
+    from dreamsound.streaming import sonify_file
 
     jobs = _jobs(inputs, target, layer)
     dreamer = Dreamer(model, config, weights=weights, device=device, judges=judge or [])
@@ -174,11 +177,10 @@ def sonify(
     reports = []
     for source, wanted, label in jobs:
         with progress_bar(label, quiet=quiet or as_json) as update:
-            result = dreamer.sonify(source, target=wanted, layer=layer, channel=channel,
-                                    steps=steps, progress=update)
-        stem = output_stem(result.report["input"], sonify_name(result.report, query=wanted),
-                           out, several=several)
-        report = write_sonification(result, stem)
+            report = sonify_file(dreamer, source, target=wanted, layer=layer, channel=channel,
+                                 steps=steps, progress=update, max_seconds=max_seconds,
+                                 stem=lambda input_label, name:
+                                 output_stem(input_label, name, out, several=several))
         reports.append(report)
         if not as_json:
             what = report["target"] or f"layer {layer}"
