@@ -23,7 +23,6 @@ from typing import Any
 # Before gradio is imported: nothing may phone home (gradio reads these when it starts).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr
 
@@ -40,6 +39,7 @@ from dreamsound.studio.workbench import (
     GENERATED_STARTS,
     Cancelled,
     DreamEntry,
+    Job,
     Studio,
     model_choices,
 )
@@ -101,6 +101,20 @@ def progress_html(event: ProgressEvent | None, *, what: str = "dreaming") -> str
     tail = " — rendering and judging the written file…" if event.total and \
         event.step >= event.total else ""
     return f"{bar}<span>{html.escape(what)}: {' · '.join(parts)}{tail}</span>"
+
+
+def _follow(job: Job, status: gr.HTML, what: str) -> Iterator[dict]:
+    """A job's progress as updates of a status line until it ends. If the page goes away
+    first (the event's generator is closed), the job is cancelled: no one holds the model for
+    a dream nobody will see."""
+    try:
+        yield {status: progress_html(None, what=what)}
+        for event in job.updates():
+            if event is not None:
+                yield {status: progress_html(event, what=what)}
+    finally:
+        if job.running():
+            job.cancel()
 
 
 def report_markdown(report: dict) -> str:
@@ -401,10 +415,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 session, sound=sound, start=start, model=model, target=target, layer=layer,
                 channel=channel, config=config, judges=judges or (),
                 progress=progress))
-            yield {status: progress_html(None)}
-            for event in job.updates():
-                if event is not None:
-                    yield {status: progress_html(event)}
+            yield from _follow(job, status, "dreaming")
             try:
                 entry: DreamEntry = job.result()
             except Cancelled as exc:
@@ -429,7 +440,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             yield update
 
         dream_knobs = {**main_knobs, **advanced_knobs}
-        dream_event = run.click(
+        run.click(
             _knobs_as_keywords(run_dream, list(dream_knobs)),
             inputs=[sound, start, model, target, layer, channel, judges, gallery],
             inputs_kwargs=dream_knobs, outputs=dream_outputs,
@@ -441,11 +452,13 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         def cancel_dream(request: gr.Request) -> str:
             if studio.cancel(_session(request)):
-                return "<span>cancelled: the model stops after its current step</span>"
+                return "<span>cancelling: the model stops after its current step…</span>"
             return "<span>nothing to cancel</span>"
 
-        cancel.click(cancel_dream, None, status, cancels=[dream_event], concurrency_limit=None,
-                     api_name="cancel")
+        # Cancel asks the worker to stop (Job.cancel); the dream's own event then ends normally
+        # with "cancelled after step N". Gradio's `cancels=` is not used: killing the event from
+        # the page races with its last updates and can leave the page waiting on it.
+        cancel.click(cancel_dream, None, status, concurrency_limit=None, api_name="cancel")
 
         def show(number: int | None, entries: list[dict], view_index: int) -> dict:
             return views[view_index].values(_entry(entries, number))
@@ -477,10 +490,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             job = studio.start(session, lambda progress: studio.sonify(
                 session, sound=sound, start=start, model=model, target=target, layer=layer,
                 channel=None, steps=int(steps or 1), config=config, progress=progress))
-            yield {s_status: progress_html(None, what="sonifying")}
-            for event in job.updates():
-                if event is not None:
-                    yield {s_status: progress_html(event, what="sonifying")}
+            yield from _follow(job, s_status, "sonifying")
             try:
                 entry = job.result()
             except DreamsoundError as exc:

@@ -169,7 +169,7 @@ def test_cancel_a_long_dream(page, studio_server: StudioServer):
     page.wait_for_selector("#status progress")  # live progress: a bar, step, confidence
     assert "confidence" in page.locator("#status").inner_text()
     page.click("#cancel")
-    page.locator("#status :text('cancelled')").wait_for()
+    page.locator("#status :text('cancelled after step')").wait_for()
     # The model is free again at once: a short dream goes through.
     page.locator("#knob-steps input").fill("2")
     page.click("#run")

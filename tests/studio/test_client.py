@@ -133,11 +133,13 @@ def test_cancel_stops_the_dream_and_frees_the_model(studio_server: StudioServer,
         time.sleep(0.1)
     live = next(str(o[0]) for o in job.outputs() if "step" in str(o[0]))
     assert "<progress" in live and "confidence" in live and "rmse_db" in live
-    assert "cancelled" in c.predict(api_name="/cancel")
+    assert "cancelling" in c.predict(api_name="/cancel")
     deadline = time.monotonic() + 30
     while not job.done():
         assert time.monotonic() < deadline, "the dream did not stop after cancel"
         time.sleep(0.1)
+    assert "cancelled after step" in str(job.outputs()[-1][0])
+    assert "nothing to cancel" in c.predict(api_name="/cancel")
     # The worker let go of the model: the next dream runs at once.
     started = time.monotonic()
     out = dream(c, sound=handle_file(str(LOOP)), target="violin")
