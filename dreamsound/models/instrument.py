@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dreamsound.data.irmas import IRMAS_CODES, IRMAS_NAMES
@@ -97,11 +98,70 @@ class Architecture:
 
 class ConvUnit(nn.Sequential):
     """3x3 conv (no bias: batch-norm follows) -> batch-norm -> LeakyReLU; a named layer whose
-    output is the activation a dream objective sees."""
+    output is the activation a dream objective sees.
+
+    Frozen and in eval mode (how dreams, classification and evaluation run it: parameters
+    without gradients, or no gradients at all), the batch norm is folded into the convolution
+    (:meth:`folded`), so a step runs one convolution and no batch-norm pass forward or backward,
+    on channels-last (NHWC) data on the CPU. Together they make the instrument step on 10 s of
+    audio about 40 % faster (``scripts/bench/bench.py``); values differ only by float32
+    rounding. Training, or anything that needs gradients of the parameters, runs the three
+    modules as they are.
+    """
 
     def __init__(self, c_in: int, c_out: int, slope: float):
         super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                          nn.LeakyReLU(slope))
+        self._folded_cache: tuple[tuple[Any, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, bn, act = self[0], self[1], self[2]
+        needs_parameter_grads = torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.parameters())
+        if self.training or needs_parameter_grads or not bn.track_running_stats:
+            return super().forward(x)
+        weight, bias = self.folded()
+        return F.leaky_relu(F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
+                                     conv.groups), act.negative_slope)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of the convolution with the eval-mode batch norm folded in.
+
+        ``bn(conv(x)) = conv(x) * s + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``,
+        computed in float64. Cached until a tensor it depends on changes (in place, tracked by
+        its version counter, or replaced, e.g. by ``.to(device)``).
+        """
+        conv, bn = self[0], self[1]
+        tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        # The tensors themselves (compared by identity, and kept alive so that no other tensor
+        # can reuse their address), their version counters and storage (``.to()`` swaps .data).
+        key = (tensors, tuple(None if t is None else (t._version, t.data_ptr(), t.device, t.dtype)
+                              for t in tensors), bn.eps)
+        cached = self._folded_cache
+        if cached is not None and _same_key(cached[0], key):
+            return cached[1], cached[2]
+        with torch.no_grad():
+            var = bn.running_var.double()
+            scale = torch.rsqrt(var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight.double()
+            shift = -bn.running_mean.double() * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias.double()
+            weight = (conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype)
+            bias = shift.to(conv.weight.dtype)
+            if weight.device.type == "cpu":
+                # NHWC kernels make oneDNN keep every activation channels-last, where its 3x3
+                # kernels for 16-64 channels are much faster than in NCHW (forward + backward).
+                weight = weight.contiguous(memory_format=torch.channels_last)
+        self._folded_cache = (key, weight, bias)
+        return weight, bias
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Whether two :meth:`ConvUnit.folded` cache keys name the same tensors in the same state."""
+    return (len(a[0]) == len(b[0]) and all(x is y for x, y in zip(a[0], b[0], strict=True))
+            and a[1:] == b[1:])
 
 
 class InstrumentNetwork(PatchNetwork):
