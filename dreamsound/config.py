@@ -49,7 +49,8 @@ PANELS = ("Dream", "Stop and distance", "Waveform rules", "Rendering and output"
 
 
 def knob(default: Any, *, flag: str, help: str, panel: str, short: str | None = None,
-         min: float | None = None, max: float | None = None, cli: bool = True) -> Any:
+         min: float | None = None, max: float | None = None,
+         choices: tuple[str, ...] | None = None, cli: bool = True) -> Any:
     """A :class:`DreamConfig` field with what the CLI and the studio need to show it.
 
     Parameters
@@ -66,11 +67,15 @@ def knob(default: Any, *, flag: str, help: str, panel: str, short: str | None = 
         Short flag (``-n``); each short flag means one thing across every command.
     min, max : float, optional
         Inclusive bounds, checked by the CLI parser and again by :meth:`DreamConfig.validate`.
+    choices : tuple of str, optional
+        The values a text knob accepts (checked by :meth:`DreamConfig.validate`; the studio
+        offers them in a list).
     cli : bool
         False for knobs that only the library sets (a flag with the inverse meaning may exist).
     """
     return field(default=default, metadata={"flag": flag, "help": help, "panel": panel,
-                                            "short": short, "min": min, "max": max, "cli": cli})
+                                            "short": short, "min": min, "max": max,
+                                            "choices": choices, "cli": cli})
 
 
 @dataclass(frozen=True)
@@ -82,11 +87,11 @@ class DreamConfig:
     ``jitter`` in seconds; confidences in [0, 1].
     """
 
-    style: str = knob("exact", flag="--style", panel="Dream",
+    style: str = knob("exact", flag="--style", choices=STYLES, panel="Dream",
                       help="robust: a sound other models hear too (envelope, random changes); "
                            "exact: the model's own input, as DreamSound and Cochran & Kim "
                            "(fills in --domain, --changes and --score when not given).")
-    domain: str | None = knob(None, flag="--domain", short="-d", panel="Dream",
+    domain: str | None = knob(None, flag="--domain", short="-d", choices=DOMAINS, panel="Dream",
                               help="spectrogram (ascend the log-mel, render with fast "
                                    "Griffin-Lim), waveform (the samples, DreamSound's rules), "
                                    "envelope (a smooth gain on the sound's own spectrum) or "
@@ -98,7 +103,7 @@ class DreamConfig:
                                    help="Per step: dB of mean change (spectrogram, default "
                                         "0.25) or a fraction of the input RMS (waveform, "
                                         "default 0.05).")
-    normalize: str = knob("mean", flag="--normalize", panel="Dream",
+    normalize: str = knob("mean", flag="--normalize", choices=NORMALIZATIONS, panel="Dream",
                           help="Gradient normalisation: mean (g / mean|g|) or max (g / max|g|).")
     smooth: int = knob(1, flag="--smooth", min=0, panel="Dream",
                        help="Passes of a [1,2,1] blur of the log-mel gradient (spectrogram "
@@ -114,7 +119,7 @@ class DreamConfig:
                                     "gain, speed, noise, EQ tilt, reverb, band limit) that the "
                                     "models must all hear; 0: none. Envelope and samples "
                                     "domains. Default: the style's.")
-    score: str | None = knob(None, flag="--score", panel="Dream",
+    score: str | None = knob(None, flag="--score", choices=SCORES, panel="Dream",
                              help="logit (ascend the target's logit) or log-prob (its "
                                   "log-probability, saturating once a model is convinced). "
                                   "Default: the style's.")
@@ -131,7 +136,7 @@ class DreamConfig:
     distance_weight: float = knob(0.0, flag="--distance-weight", min=0.0,
                                   panel="Stop and distance",
                                   help="Penalty weight on mse_db2 to the original.")
-    rule: str = knob("additive", flag="--rule", short="-r", panel="Waveform rules",
+    rule: str = knob("additive", flag="--rule", short="-r", choices=RULES, panel="Waveform rules",
                      help="Waveform update: additive, filter, filter-add or target.")
     flip: bool = knob(False, flag="--flip", panel="Waveform rules",
                       help="Waveform filter rules: swap mask and signal (mask from the sound, "
@@ -168,10 +173,9 @@ class DreamConfig:
     # -- checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` (one line naming the flag) for any inconsistent knob."""
-        _choice(self.domain, DOMAINS, "--domain")
-        _choice(self.score, SCORES, "--score")
-        _choice(self.rule, RULES, "--rule")
-        _choice(self.normalize, NORMALIZATIONS, "--normalize")
+        for item in dataclasses.fields(self):
+            if item.metadata["choices"] is not None and item.name != "style":
+                _choice(getattr(self, item.name), item.metadata["choices"], item.metadata["flag"])
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             low, high = item.metadata["min"], item.metadata["max"]

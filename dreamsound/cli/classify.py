@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -79,9 +78,9 @@ def classes(
     as_json: JsonOpt = False,
 ) -> None:
     """List a model's class names (what `--target` accepts)."""
-    from dreamsound.models.registry import get_spec
+    from dreamsound.models.registry import class_names_and_codes
 
-    names, codes = _class_names(get_spec(model), weights)
+    names, codes = class_names_and_codes(model, weights)
     rows = [(i, n, codes[i] if codes else "") for i, n in enumerate(names)
             if search is None or search.lower() in n.lower()
             or (codes and search.lower() == codes[i].lower())]
@@ -98,16 +97,3 @@ def classes(
     for i, n, c in rows:
         table.add_row(str(i), n, *([c] if codes else []))
     out_console.print(table)
-
-
-def _class_names(spec: Any, weights: Path | None) -> tuple[list[str], list[str]]:
-    """Class names without building the network when the model module offers them."""
-    import importlib
-
-    module = importlib.import_module(spec.factory.__module__)
-    if hasattr(module, "class_names_and_codes"):
-        return module.class_names_and_codes()
-    from dreamsound.models.registry import load_model
-
-    net = load_model(spec.name, weights, "cpu")
-    return net.class_names, net.class_codes

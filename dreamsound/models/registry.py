@@ -150,3 +150,18 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     model = spec.factory(Path(weights).expanduser() if weights is not None else None, dev)
     model.requires_grad_(False)  # dreams need gradients for the input only
     return model.to(dev).eval()
+
+
+def class_names_and_codes(name: str, weights: str | Path | None = None
+                          ) -> tuple[list[str], list[str]]:
+    """Model ``name``'s class names and codes, without building the network when its module
+    can list them (a ``class_names_and_codes()`` function beside its factory), so listing the
+    classes of a model whose weights are missing still works."""
+    spec = get_spec(name)
+    module = importlib.import_module(spec.factory.__module__)
+    lister = getattr(module, "class_names_and_codes", None)
+    if lister is not None:
+        names, codes = lister()
+        return list(names), list(codes or [])
+    net = load_model(name, weights, "cpu")
+    return list(net.class_names), list(net.class_codes or [])

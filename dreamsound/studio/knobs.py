@@ -24,17 +24,12 @@ MAIN_KNOBS = ("style", "domain", "steps", "step_size", "until", "max_rmse_db")
 #: The knobs that mean something to a sonification (as on ``dreamsound sonify``).
 SONIFY_KNOBS = ("domain", "step_size", "normalize", "seed")
 
-#: Where the allowed values of a text knob live in :mod:`dreamsound.config` (the tuples
-#: ``DreamConfig.validate`` checks against). A text knob without an entry here gets a free-text
-#: box, so a new knob still shows up; a ``choices`` entry in the knob metadata would let this
-#: mapping go.
-_CHOICE_TUPLES = {"domain": "DOMAINS", "rule": "RULES", "normalize": "NORMALIZATIONS",
-                  "style": "STYLES", "score": "SCORES"}
-
-
 def _choices(name: str) -> tuple[str, ...]:
-    values = getattr(_config, _CHOICE_TUPLES.get(name, ""), None)
-    return tuple(values) if isinstance(values, tuple) else ()
+    """The values a text knob accepts (its ``choices`` metadata); () for a free-text knob."""
+    for item in _config.DreamConfig.knobs():
+        if item.name == name:
+            return tuple(item.metadata.get("choices") or ())
+    return ()
 
 
 @dataclass(frozen=True)

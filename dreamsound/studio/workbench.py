@@ -19,7 +19,6 @@ Nothing here imports gradio.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import queue
 import re
@@ -284,18 +283,13 @@ class Studio:
             return self._models[name]
 
     def _names_and_codes(self, name: str) -> tuple[list[str], list[str]]:
-        """A model's class names and codes, without building the network when the model's
-        module can list them (``class_names_and_codes``)."""
-        from dreamsound.models.registry import get_spec
+        """A model's class names and codes (without building it when its module lists them)."""
+        from dreamsound.models.registry import class_names_and_codes
 
-        if name not in self._models:
-            module = importlib.import_module(get_spec(name).factory.__module__)
-            lister = getattr(module, "class_names_and_codes", None)
-            if lister is not None:
-                names, codes = lister()
-                return list(names), list(codes or [])
-        net = self.model(name)
-        return list(net.class_names), list(net.class_codes or [])
+        if name in self._models:
+            net = self._models[name]
+            return list(net.class_names), list(net.class_codes or [])
+        return class_names_and_codes(name)
 
     def class_names(self, name: str | None) -> list[str]:
         """What the target box offers for model ``name``: its class names, then the names of
