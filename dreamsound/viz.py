@@ -101,8 +101,9 @@ def plot_dream(result: DreamResult, path: str | Path, *, inputs: Sequence[str | 
         _panel(axes[1, 1], g_db, title="gradient waveform (first step)", cmap="magma",
                vmin=float(g_db.max()) - TOP_DB, vmax=float(g_db.max()), unit="dB", fig=fig,
                **common)
-    fig.suptitle(f"{report.get('input')} — {report.get('model')}, {report.get('domain')} "
-                 f"domain, {report.get('steps')} steps", fontsize=11)
+    name = Path(str(report.get("input"))).name
+    fig.suptitle(f"{name} — {report.get('model')}, {report.get('domain')} domain, "
+                 f"{report.get('steps')} steps", fontsize=11)
     target = Path(path)
     with atomic_write(target, inputs=inputs) as temp:
         fig.savefig(temp, format="png", dpi=dpi)
