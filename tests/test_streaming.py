@@ -18,7 +18,7 @@ from dreamsound import api, segments, streaming
 from dreamsound.api import Dreamer
 from dreamsound.config import DreamConfig
 from dreamsound.engine.result import DreamReport
-from dreamsound.errors import AudioError, OutputError
+from dreamsound.errors import AudioError, OutputError, TargetError
 from dreamsound.inputs import FileBlocks
 from dreamsound.models.registry import load_model
 from scripts.bench.bench_long import join_frames, seam_check
@@ -242,3 +242,43 @@ def test_cli_streams_dream_and_classify(tmp_path):
     assert doc["outputs"]["audio"] == str(tmp_path / f"take.dream-{slug(doc['target'])}.wav")
     result = runner.invoke(app, ["dream", str(source), "-m", "debug", "--max-seconds", "5"])
     assert result.exit_code == 2 and "limit" in result.output
+
+
+def test_long_dreams_in_every_objective_and_domain(tmp_path, dreamer):
+    """A layer, the robust style over a silent stretch (passed through: nothing to shape), the
+    waveform target rule (its second sound looped under each segment), and a judge outside the
+    dream hearing the whole written file."""
+    sound = texture(12.0, 16000, channels=1)[:, 0]
+    sound[48000:128000] = 0.0  # 3-8 s: the segment at 4.8-7.7 s is digital silence
+    source = tmp_path / "take.wav"
+    sf.write(source, sound, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "second.wav", texture(1.0, 16000, channels=1, seed=4), 16000)
+    model = dreamer.model
+    layer = streaming.dream_file(Dreamer(model, CONFIG.replace(steps=1)), source,
+                                 layer=next(iter(model.named_layers())), stem=tmp_path / "l",
+                                 **SEGMENT)
+    assert layer["objective"] == "layer" and layer["confidence_after"] is None
+    assert layer["objective_after"] > layer["objective_before"]
+    robust = streaming.dream_file(Dreamer(model, DreamConfig(style="robust", steps=1,
+                                                             changes=1)),
+                                  source, target="violin", stem=tmp_path / "r", **SEGMENT)
+    items = robust["segments"]["items"]
+    assert robust["domain"] == "envelope" and [i["steps"] for i in items] == [1, 1, 0, 1, 1]
+    audio, _ = sf.read(robust["outputs"]["audio"], dtype="float32")
+    assert not audio[80000:120000].any()  # the silence stayed silence
+    rule = streaming.dream_file(Dreamer(model, DreamConfig(domain="waveform", rule="target",
+                                                           steps=1)),
+                                source, target="violin", target_sound=tmp_path / "second.wav",
+                                stem=tmp_path / "t", **SEGMENT)
+    assert rule["rule"] == "target" and rule["segments"]["count"] == 5
+    judged = streaming.dream_file(Dreamer(model, CONFIG.replace(steps=1),
+                                          judges=["instrument"]),
+                                  source, target="violin", stem=tmp_path / "j", **SEGMENT)
+    (verdict,) = judged["judges"]
+    assert verdict["model"] == "instrument" and verdict["concept"] == "violin"
+    assert 0 <= verdict["confidence_after"] <= 1 and isinstance(verdict["moved"], bool)
+    with pytest.raises(TargetError, match="judges"):
+        streaming.dream_file(Dreamer(model, CONFIG, judges=["instrument"]), source,
+                             layer=next(iter(model.named_layers())), stem=tmp_path / "x",
+                             **SEGMENT)
+    assert not list(tmp_path.glob("x*"))
