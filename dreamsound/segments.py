@@ -42,14 +42,15 @@ OVERLAP_SECONDS = 1.0
 #: Patches per block when a whole file is analysed (classification, distances).
 BLOCK_PATCHES = 64
 
+
 # -- the plan -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SegmentPlan:
     """Where the segments of a sound lie, in samples at the model's rate.
 
     Segment ``i`` is ``[i · hop, min(n_samples, i · hop + length))``; ``overlap = length - hop``
-    samples of it are shared with the next one. The last segment is shorter, but always longer
-    than the overlap.
+    samples of it are shared with the next one. The last segment may be shorter, but is always
+    longer than the overlap.
     """
 
     n_samples: int
@@ -130,7 +131,7 @@ def check_max_seconds(source: Any, max_seconds: float | None) -> None:
 
 
 def segment_progress(progress: ProgressCallback | None, index: int, count: int,
-                      per_segment: int) -> ProgressCallback | None:
+                     per_segment: int) -> ProgressCallback | None:
     """Events of one segment's dream mapped onto one bar over the whole file."""
     if progress is None:
         return None
