@@ -167,9 +167,13 @@ def test_ray_gives_the_same_numbers_as_the_process_pool(train_dir: Path, tmp_pat
                                                         ray_cluster: str) -> None:
     pooled = ev.evaluate(train_dir, out=tmp_path / "pool", per_class=1, seed=3, workers=2,
                          **FAST)
+    # Where the jobs run is not a setting of the run: two jobs here, the rest on the cluster.
+    ev.evaluate(train_dir, out=tmp_path / "ray", per_class=1, seed=3, keep_audio=True,
+                max_jobs=2, **FAST)
     on_ray = ev.evaluate(train_dir, out=tmp_path / "ray", per_class=1, seed=3, executor="ray",
                          ray_address=ray_cluster, keep_audio=True, **FAST)
-    assert on_ray.complete and on_ray.ran == on_ray.total_jobs == 6
+    assert on_ray.complete and on_ray.total_jobs == 6
+    assert (on_ray.resumed, on_ray.ran) == (2, 4)
     assert summary_without_timing(on_ray.summary) == summary_without_timing(pooled.summary)
     assert [without_timing(r) for r in on_ray.records] == \
         [without_timing(r) for r in pooled.records]
@@ -180,7 +184,6 @@ def test_ray_gives_the_same_numbers_as_the_process_pool(train_dir: Path, tmp_pat
             if dream is not None:
                 assert Path(dream["audio"]).is_absolute() and Path(dream["audio"]).is_file()
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
-    # Where the jobs ran is not a setting: a run can be resumed on the other executor.
     assert run == json.loads((tmp_path / "pool" / "run.json").read_text())
 
 
