@@ -13,6 +13,7 @@ from typer.core import TyperCommand
 from dreamsound.cli.common import (
     DeviceOpt,
     JsonOpt,
+    JudgeOpt,
     ModelOpt,
     QuietOpt,
     WeightsOpt,
@@ -52,13 +53,14 @@ class _OptionalRayAddress(TyperCommand):
 
 
 @app.command(cls=_OptionalRayAddress)
-@with_config(knobs=("domain", "step_size"))
+@with_config(knobs=("style", "domain", "step_size"))
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(
         help="IRMAS-layout folder: class folders of wavs (training layout), or wavs with "
              "same-named .txt label files (testing layout).")],
     config: DreamConfig,
     model: ModelOpt = "instrument",
+    judge: JudgeOpt = None,
     weights: WeightsOpt = None,
     per_class: Annotated[int | None, typer.Option(
         "--per-class", min=1, help="Clips per class: the first N after a seeded "
@@ -94,14 +96,16 @@ def evaluate(
     and noise toward every class; report success, confidence and dB distance.
 
     Writes OUT/report.md, report.json, heatmap.png and results.jsonl (one line per finished
-    clip, so an interrupted run resumes where it stopped).
+    clip, so an interrupted run resumes where it stopped); with --judge, transfer.png and a
+    transfer table (each judge against its null baseline). --style exact (default) is Cochran
+    & Kim's protocol; --style robust dreams sounds other models may hear.
     """
     import shlex
 
     from dreamsound.experiments.evaluate import evaluate as run_evaluate
     from dreamsound.experiments.evaluate import protocol_config
 
-    domain, step_size = config.domain, config.step_size
+    style, domain, step_size = config.style, config.domain, config.step_size
     argv = ["dreamsound", "evaluate", str(data_dir), "--model", model]
     argv += ["--weights", str(weights)] if weights is not None else []
     argv += ["--per-class", str(per_class)] if per_class is not None else []
@@ -110,7 +114,10 @@ def evaluate(
     argv += ["--workers", str(workers)] if workers is not None else []
     argv += ["--ray", *([ray] if ray else [])] if ray is not None else []
     argv += ["--keep-audio"] if keep_audio else []
-    argv += ["--domain", domain] if domain != "spectrogram" else []
+    argv += ["--style", style] if style != "exact" else []
+    argv += [arg for name in judge or [] for arg in ("--judge", name)]
+    argv += ["--domain", domain] if domain != ("spectrogram" if style == "exact" else "envelope") \
+        else []
     argv += ["--step-size", f"{step_size:g}"] if step_size is not None else []
     argv += ["--device", device] if device != "auto" else []
     with progress_bar("dreaming", quiet=quiet) as update:
@@ -119,7 +126,9 @@ def evaluate(
                               max_steps=max_steps, noise=noise, keep_audio=keep_audio,
                               workers=workers, executor="local" if ray is None else "ray",
                               ray_address=ray or None,
-                              config=protocol_config(domain=domain, step_size=step_size),
+                              config=protocol_config(style=style, domain=domain,
+                                                     step_size=step_size),
+                              judges=judge or [],
                               command=shlex.join(argv), progress=update)
     summary = result.summary
     if as_json:
@@ -146,6 +155,15 @@ def evaluate(
                       pct(summary["noise_reached_threshold_rate"]), "",
                       num(summary["noise_mean_steps"]))
     out_console.print(table)
+    transfer = summary.get("transfer")
+    if transfer:
+        for name in transfer["judges"]:
+            stats = transfer["by_kind"]["wrong"][name]
+            if stats["n"]:
+                out_console.print(
+                    f"judge {name}: moved on {pct(stats['rate'])} of {stats['n']} wrong-class "
+                    f"dreams (null baseline {pct(stats['null_rate'])}); mean gain "
+                    f"{stats['gain']:+.3f} (null {stats['null_gain']:+.3f})", highlight=False)
     if result.resumed:
         out_console.print(f"resumed: {result.resumed} of {result.total_jobs} jobs were already "
                           "done")

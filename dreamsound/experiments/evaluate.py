@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamsound.config import DreamConfig
-from dreamsound.errors import DreamsoundError, OutputError
+from dreamsound.errors import ConfigError, DreamsoundError, OutputError
 from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.experiments.dataset import (
     YAMNET_CLASSES,
@@ -82,6 +82,7 @@ from dreamsound.experiments.journal import (
     check_run_file,
     read_results,
 )
+from dreamsound.experiments.transfer import summarize_transfer
 from dreamsound.io_utils import PathLike
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def evaluate(
     executor: str = "local",
     ray_address: str | None = None,
     config: DreamConfig | None = None,
+    judges: Sequence[str] = (),
     command: str | None = None,
     progress: ProgressCallback | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -210,6 +212,10 @@ def evaluate(
     config : DreamConfig, optional
         How to dream (domain, step size, ...; default :func:`protocol_config`). The experiment
         sets ``until`` (the threshold), ``steps`` (``max_steps``) and the seed of every job.
+    judges : sequence of str
+        Models outside the dream that score every dreamed sound and its null baseline (the
+        start plus white noise of the dream's own rmse_db); the summary gains ``transfer`` and
+        the report ``transfer.png`` (:mod:`dreamsound.experiments.transfer`).
     command : str, optional
         The command line to print in the report (default: the equivalent Python call).
     progress : callable(ProgressEvent), optional
@@ -254,6 +260,10 @@ def evaluate(
         import_ray()  # a missing extra fails before any work
     config = (config if config is not None else protocol_config()).replace(
         until=threshold, steps=max_steps)
+    judges = tuple(judges)
+    if model in judges:
+        raise ConfigError(f"a judge never takes part in the dream it judges: {model} both "
+                          "dreams and judges")
 
     clips = list_clips(data_dir)
     selected = select_clips(clips, per_class=per_class, seed=seed)
@@ -272,7 +282,7 @@ def evaluate(
                     "model_sha256": model_digest(net), "per_class": per_class, "seed": seed,
                     "threshold": threshold,
                     "max_steps": max_steps, "noise": noise, "classes": classes,
-                    "dream_config": config.to_json()}
+                    "dream_config": config.to_json(), "judges": list(judges)}
     check_run_file(folder, run_settings)
     results_path = folder / RESULTS_FILE
     job_ids = {job.job for job in jobs}
@@ -286,7 +296,8 @@ def evaluate(
     # paths (clips are absolute already, see list_clips).
     audio_dir = folder / "audio" if executor == "local" else (folder / "audio").absolute()
     settings = JobSettings(threshold=threshold, max_steps=max_steps, class_index=index,
-                           audio_dir=str(audio_dir) if keep_audio else None, config=config)
+                           audio_dir=str(audio_dir) if keep_audio else None, config=config,
+                           judges=judges)
     # Looked up here, at call time, so a replaced ``run_job`` (a test counting runs) is used.
     work = functools.partial(run_job, settings=settings)
     ref = ModelRef(name=model,
@@ -305,6 +316,8 @@ def evaluate(
     by_id = {r["job"]: r for r in read_results(results_path)}
     records = [by_id[job.job] for job in jobs if job.job in by_id]
     summary = summarize(records, classes=classes, threshold=threshold)
+    if judges:
+        summary["transfer"] = summarize_transfer(records, judges=judges, classes=classes)
     if command is None:
         command = (f"dreamsound.evaluate({data_root!r}, out={str(folder)!r}, model={model!r}, "
                    f"per_class={per_class!r}, seed={seed!r}, threshold={threshold!r}, "
@@ -314,6 +327,7 @@ def evaluate(
             "data_dir": data_root,
             "per_class": per_class, "seed": seed, "threshold": threshold,
             "max_steps": max_steps, "noise": noise, "dream_config": config.to_json(),
+            "judges": list(judges),
             "classes": classes, "class_names": {c: net.class_names[i] for c, i in index.items()},
             "class_indices": index, "jobs": len(jobs), "complete": len(records) == len(jobs),
             "version": __version__, "metric_definitions": dict(METRIC_DEFINITIONS)}

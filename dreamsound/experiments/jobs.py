@@ -150,19 +150,25 @@ def build_jobs(clips: Sequence[LabelledClip], *, classes: Sequence[str], seed: i
     return jobs
 
 
-def protocol_config(*, domain: str = "spectrogram", step_size: float | None = None
-                    ) -> DreamConfig:
+def protocol_config(*, style: str = "exact", domain: str | None = None,
+                    step_size: float | None = None) -> DreamConfig:
     """The probing protocol's dream settings.
 
-    The experiment judges the audio as written, so a dream only stops once the rendered file
-    (re-analysed) reaches the threshold too (``until_rendered``), with finer spectrogram steps
-    (0.1 dB unless given) that land closer to the original. ``until`` and ``steps`` are set by
+    ``exact`` is Cochran & Kim's protocol, unchanged: the experiment judges the audio as
+    written, so a dream only stops once the rendered file (re-analysed) reaches the threshold too
+    (``until_rendered``), with finer spectrogram steps (0.1 dB unless given) that land closer to
+    the original. ``robust`` dreams a sound (``--style robust``: the envelope domain with random
+    changes), which is its own rendering. ``until`` and ``steps`` are set by
     :func:`dreamsound.experiments.evaluate.evaluate` from its threshold and step limit.
     """
+    if style == "robust":
+        return DreamConfig(style="robust", domain=domain, step_size=step_size,
+                           until=DEFAULT_THRESHOLD)
+    domain = domain or "spectrogram"
     if step_size is None and domain == "spectrogram":
         step_size = 0.1
-    return DreamConfig(domain=domain, step_size=step_size, until=DEFAULT_THRESHOLD,
-                       until_rendered=True)
+    return DreamConfig(style="exact", domain=domain, step_size=step_size,
+                       until=DEFAULT_THRESHOLD, until_rendered=domain == "spectrogram")
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,9 @@ class JobSettings:
         Where to write the dreamed sounds (None: not written).
     config : DreamConfig
         How to dream; each dream sets ``until``, ``steps`` and its own seed on it.
+    judges : tuple of str
+        Models outside the dream that score each dreamed sound and its null baseline (loaded
+        once per worker process, with their registry weights).
     """
 
     threshold: float
@@ -188,6 +197,43 @@ class JobSettings:
     class_index: dict[str, int]
     audio_dir: str | None
     config: DreamConfig = field(default_factory=lambda: protocol_config())
+    judges: tuple[str, ...] = ()
+
+
+#: Judge models loaded in this (worker) process, by name: each worker loads a judge once.
+_LOADED_JUDGES: dict[str, Any] = {}
+
+
+def _judge_models(names: Sequence[str], device: Any) -> list[Any]:
+    from dreamsound.models.registry import load_model
+
+    for name in names:
+        if name not in _LOADED_JUDGES:
+            _LOADED_JUDGES[name] = load_model(name, None, device)
+    return [_LOADED_JUDGES[name] for name in names]
+
+
+def _transfer(model: Any, index: int, start: np.ndarray, dreamed: np.ndarray, rmse_db: float,
+              *, judges: Sequence[str], seed: int) -> dict[str, Any]:
+    """Per judge: what it hears of the target in the dream and in the null baseline (the start
+    plus white noise of the dream's own rmse_db, :func:`matched_noise`)."""
+    from dreamsound.engine.transfer import judge_knows, judge_sound, matched_noise, target_concept
+
+    concept = target_concept(model, index)
+    null = matched_noise(start, rmse_db, model, seed=seed)
+    out: dict[str, Any] = {}
+    for judge in _judge_models(judges, model.device):
+        if not judge_knows(judge, concept):
+            continue
+        dream = judge_sound(judge, concept, start, dreamed, model.sample_rate)
+        chance = judge_sound(judge, concept, start, null, model.sample_rate)
+        out[judge.name] = {"confidence_before": dream.confidence_before,
+                           "confidence_after": dream.confidence_after,
+                           "gain": dream.confidence_after - dream.confidence_before,
+                           "moved": dream.moved,
+                           "null_gain": chance.confidence_after - chance.confidence_before,
+                           "null_moved": chance.moved}
+    return out
 
 
 def _fit_length(waveform: np.ndarray, n: int) -> np.ndarray:
@@ -242,6 +288,9 @@ def _dream_toward(model: Any, start: np.ndarray, target: str, *, settings: JobSe
         "rmse_db_spectrogram": _finite(report.get("rmse_db")),
         "audio": None,
     }
+    if settings.judges and entry["rmse_db"] is not None:
+        entry["judges"] = _transfer(model, index, start, result.audio, entry["rmse_db"],
+                                    judges=settings.judges, seed=seed)
     if audio_path is not None:
         save_audio(audio_path, result.audio, result.sample_rate, subtype="FLOAT")
         entry["audio"] = str(audio_path)

@@ -347,6 +347,10 @@ def render_markdown(summary: Mapping[str, Any], info: Mapping[str, Any]) -> str:
     else:
         out.append("Not run (`--no-noise`).")
 
+    if summary.get("transfer"):
+        from dreamsound.experiments.transfer import transfer_markdown
+
+        out += ["", *transfer_markdown(summary["transfer"])]
     out += ["", "## Metric definitions", ""]
     for name, text in info.get("metric_definitions", {}).items():
         # The definitions start with their own name ("rmse_db: ..."); do not say it twice.
@@ -433,7 +437,8 @@ def plot_heatmap(summary: Mapping[str, Any], path: PathLike, *, classes: Sequenc
 def write_report(out_dir: PathLike, *, summary: Mapping[str, Any],
                  records: Sequence[Mapping[str, Any]], info: Mapping[str, Any],
                  classes: Sequence[str]) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``heatmap.png`` into ``out_dir`` (atomically).
+    """Write ``report.json``, ``report.md``, ``heatmap.png`` and, with judges,
+    ``transfer.png`` into ``out_dir`` (atomically).
 
     ``report.json`` holds ``{"summary", "info", "records"}``. Returns the paths by name
     (``"json"``, ``"markdown"``, ``"heatmap"``).
@@ -449,4 +454,10 @@ def write_report(out_dir: PathLike, *, summary: Mapping[str, Any],
     model = info.get("model", "")
     plot_heatmap(summary, paths["heatmap"], classes=classes,
                  title=f"mean rmse_db to the original (dB) — {model}" if model else "")
+    if summary.get("transfer"):
+        from dreamsound.experiments.transfer import plot_transfer
+
+        paths["transfer"] = plot_transfer(
+            summary["transfer"], folder / "transfer.png", classes=classes,
+            title=f"what judges heard of {model}'s wrong-class dreams" if model else "")
     return paths
