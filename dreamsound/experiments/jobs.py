@@ -168,7 +168,7 @@ def protocol_config(*, style: str = "exact", domain: str | None = None,
     if step_size is None and domain == "spectrogram":
         step_size = 0.1
     return DreamConfig(style="exact", domain=domain, step_size=step_size,
-                       until=DEFAULT_THRESHOLD, until_rendered=domain == "spectrogram")
+                       until=DEFAULT_THRESHOLD, until_rendered=True)
 
 
 @dataclass(frozen=True)
