@@ -264,7 +264,9 @@ def classify_file(model: AudioClassifier, path: str | Path, *,
     rows = []
     with FileBlocks(path, model.sample_rate, max_seconds=max_seconds) as source:
         for (log_mel,), _ in log_mel_blocks(model, [source], block_patches=block_patches):
-            with torch.inference_mode():
+            # no_grad, not inference_mode: a model may cache tensors on its first call (the
+            # instrument CNN's folded weights) that a later dream must differentiate through.
+            with torch.no_grad():
                 scores = model.scores_from_logits(model.logits_from_log_mel(log_mel))
             rows.append(scores.float().cpu().numpy())
     frame_scores = np.concatenate(rows)
@@ -287,7 +289,7 @@ def measure_rendered(model: AudioClassifier, original: FileBlocks, rendered: Fil
     squared, count = 0.0, 0
     for (before, after), new in log_mel_blocks(model, [original, rendered],
                                                block_patches=block_patches):
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: see classify_file
             scores = model.scores_from_logits(model.logits_from_log_mel(after))
         total += scores.double().sum(dim=0).cpu()
         patches += scores.shape[0]

@@ -282,3 +282,15 @@ def test_long_dreams_in_every_objective_and_domain(tmp_path, dreamer):
                              layer=next(iter(model.named_layers())), stem=tmp_path / "x",
                              **SEGMENT)
     assert not list(tmp_path.glob("x*"))
+
+
+def test_long_dream_on_the_default_model(tmp_path):
+    """The instrument model (the default) caches folded weights on its first call: the
+    whole-file classification before the segments must leave them usable for gradients."""
+    source = tmp_path / "take.wav"
+    sf.write(source, texture(5.0, 22050, channels=1), 22050)
+    dreamer = Dreamer("instrument", CONFIG.replace(steps=1, gl_iterations=1), device="cpu")
+    report = streaming.dream_file(dreamer, source, target="violin", stem=tmp_path / "i",
+                                  **SEGMENT)
+    assert report["model"] == "instrument" and report["segments"]["count"] == 3
+    assert report["steps"] == 3 and report["confidence_after"] > report["confidence_before"]
