@@ -107,23 +107,24 @@ def plot_transfer(transfer: Mapping[str, Any], path: PathLike, *, classes: Seque
     gains, nulls = matrix("gain"), matrix("null_gain")
     finite = [abs(v) for row in gains + nulls for v in row if not math.isnan(v)]
     span = max(finite, default=0.0) or 1e-3
-    fig = Figure(figsize=(2.2 + 0.75 * len(classes) * 2, 1.6 + 0.55 * len(judges)),
+    fig = Figure(figsize=(2.5 + 0.7 * len(classes), 2.0 + 1.1 * len(judges)),
                  layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, values, name in ((axes[0], gains, "dreams"), (axes[1], nulls, "null baseline")):
         shown = ax.imshow(values, cmap="RdBu_r", vmin=-span, vmax=span, aspect="auto")
         ax.set_xticks(range(len(classes)))
         ax.set_xticklabels(classes)
         ax.set_yticks(range(len(judges)))
         ax.set_yticklabels(judges)
-        ax.set_xlabel("target class (wrong-class dreams)")
         ax.set_title(name, fontsize=10)
         for i, row in enumerate(values):
             for k, value in enumerate(row):
-                if not math.isnan(value):
-                    ax.text(k, i, f"{value:+.2f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(shown, ax=axes, label="judge's target confidence, after - before")
+                text = "–" if math.isnan(value) else f"{value:+.2f}"
+                colour = "white" if abs(value) > 0.6 * span else "black"
+                ax.text(k, i, text, ha="center", va="center", fontsize=8, color=colour)
+    axes[1].set_xlabel("target class of the wrong-class dreams (–: no dream the judge can hear)")
+    fig.colorbar(shown, ax=axes, label="target confidence\nafter - before")
     if title:
         fig.suptitle(title, fontsize=11)
     target = Path(path)
