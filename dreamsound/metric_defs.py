@@ -15,10 +15,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "mse_db2": "mse_db2: mean over frames and mel bands of the squared difference of the two "
                "mel-dB spectrograms; dB^2",
     "rmse_db": "rmse_db: square root of mse_db2; dB (a uniform 6.02 dB change gives 6.02)",
-    "judge_moved": "a judge moved: a model that took no part in the dream scores the written "
-                   "audio's target (mapped through the concept map) at least twice as high as "
-                   "the original's and at least 0.02 higher, and ranks it higher among the "
-                   "comparable classes (or still first)",
+    "judge_moved": "judge moved: a model outside the dream scores the dream's target at least "
+                   "2x and +0.02 over the original's, ranked higher among comparable classes",
     "spectral_convergence_db": "spectral convergence: 20*log10(|| |STFT(x)| - S ||_F / || S ||_F)"
                                " between a waveform's STFT magnitude and the target magnitude S; "
                                "dB, lower is better",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dreamsound.errors import TargetError, did_you_mean
-from dreamsound.models.concepts import concept_indices, find_concept
+from dreamsound.models.concepts import concept_indices, find_concepts
 from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
 
 
@@ -158,10 +158,11 @@ def resolve_class_name(name: str | int, class_names: Sequence[str], class_codes:
              if lowered in (p.strip().lower() for p in c.split(","))]
     if parts:
         return parts[0]
-    # A name from another model's vocabulary ("gac", "violin", "Singing") through the concept map.
-    concept = find_concept(query)
-    if concept is not None:
-        mapped = concept_indices(concept, class_names, class_codes)
+    # A name from another model's vocabulary ("gac", "violin", "Singing") through the concept map;
+    # a name two concepts share ("guitar") is left to the ambiguity check below.
+    concepts = find_concepts(query)
+    if len(concepts) == 1:
+        mapped = concept_indices(concepts[0], class_names, class_codes)
         if mapped:
             return mapped[0]
     words = [i for i, c in enumerate(class_names)

@@ -68,13 +68,17 @@ assert tuple(c.irmas for c in CONCEPTS) == IRMAS_CODES
 assert tuple(c.name for c in CONCEPTS) == IRMAS_NAMES
 
 
-def find_concept(query: str) -> Concept | None:
-    """The concept any of whose names is ``query`` (case-insensitive), or None."""
+def find_concepts(query: str) -> list[Concept]:
+    """Every concept one of whose names is ``query`` (case-insensitive): several for a name two
+    concepts share (MTT's ``guitar`` is both guitars)."""
     wanted = query.strip().lower()
-    for concept in CONCEPTS:
-        if wanted in (n.lower() for n in concept.names()):
-            return concept
-    return None
+    return [c for c in CONCEPTS if wanted in (n.lower() for n in c.names())]
+
+
+def find_concept(query: str) -> Concept | None:
+    """The first concept one of whose names is ``query`` (case-insensitive), or None."""
+    found = find_concepts(query)
+    return found[0] if found else None
 
 
 def concept_indices(concept: Concept, class_names: Sequence[str],
