@@ -25,24 +25,15 @@ from dreamsound.data.irmas import (
 from dreamsound.errors import DataError, ModelError, TargetError
 from dreamsound.experiments.seeds import derive_seed
 from dreamsound.io_utils import PathLike
+from dreamsound.models.concepts import concept_indices, find_concept
 
 __all__ = [
-    "YAMNET_CLASSES",
     "LabelledClip",
     "class_indices",
     "class_order",
     "list_clips",
     "select_clips",
 ]
-
-#: IRMAS class code -> YAMNet (AudioSet) display name, for dreaming IRMAS clips with YAMNet.
-#: Voice maps to "Singing": IRMAS's voice class is sung vocals.
-YAMNET_CLASSES: dict[str, str] = {
-    "cel": "Cello", "cla": "Clarinet", "flu": "Flute", "gac": "Acoustic guitar",
-    "gel": "Electric guitar", "org": "Organ", "pia": "Piano", "sax": "Saxophone",
-    "tru": "Trumpet", "vio": "Violin, fiddle", "voi": "Singing",
-}
-
 
 @dataclass(frozen=True)
 class LabelledClip:
@@ -127,9 +118,9 @@ def select_clips(clips: Sequence[LabelledClip], *, per_class: int | None,
 def class_indices(model: Any, classes: Sequence[str]) -> dict[str, int]:
     """Map data-set class codes to the model's output indices.
 
-    Tried per code, in order: the model's own class codes (the instrument and debug models use
-    the IRMAS codes); :data:`YAMNET_CLASSES` (AudioSet display names); the IRMAS display name
-    (``"violin"``); the code itself -- each through ``model.resolve_class``.
+    Per code: the model's own class codes (the instrument and debug models use the IRMAS
+    codes), then the concept map (:mod:`dreamsound.models.concepts`: ``vio`` -> AudioSet
+    "Violin, fiddle", MTT ``violin``), then the code through ``model.resolve_class``.
 
     Raises
     ------
@@ -145,18 +136,18 @@ def class_indices(model: Any, classes: Sequence[str]) -> dict[str, int]:
         if code.lower() in own_codes:
             out[code] = own_codes.index(code.lower())
             continue
-        for query in (YAMNET_CLASSES.get(code), irmas_names.get(code), code):
-            if query is None:
-                continue
-            try:
-                out[code] = model.resolve_class(query)
-                break
-            except TargetError:
-                continue
-        else:
+        concept = find_concept(code)
+        mapped = concept_indices(concept, model.class_names, getattr(model, "class_codes", [])) \
+            if concept is not None else []
+        if mapped:
+            out[code] = mapped[0]
+            continue
+        try:
+            out[code] = model.resolve_class(code)
+        except TargetError:
             raise TargetError(f"model {model.name!r} has no class for the data set's class "
                               f"{code!r} ({irmas_names.get(code, code)}); use a model with "
-                              "these classes")
+                              "these classes") from None
     taken: dict[int, str] = {}
     for code, index in out.items():
         if index in taken:

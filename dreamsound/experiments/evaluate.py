@@ -48,7 +48,6 @@ from dreamsound.config import DreamConfig
 from dreamsound.errors import ConfigError, DreamsoundError, OutputError
 from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.experiments.dataset import (
-    YAMNET_CLASSES,
     LabelledClip,
     class_indices,
     class_order,
@@ -93,7 +92,6 @@ __all__ = [
     "EXECUTORS",
     "RESULTS_FILE",
     "RUN_FILE",
-    "YAMNET_CLASSES",
     "ClipJob",
     "Evaluation",
     "LabelledClip",

@@ -10,6 +10,7 @@ import pytest
 from dreamsound.errors import DataError, TargetError
 from dreamsound.experiments import dataset as ds
 from dreamsound.models.base import resolve_class_name
+from dreamsound.models.concepts import CONCEPTS
 from tests.experiments.irmas_sets import write_testing_set, write_training_set
 
 
@@ -54,7 +55,8 @@ def test_class_indices_for_irmas_codes_and_yamnet_names() -> None:
         name="yamnet", class_names=list(names), class_codes=list(mids),
         resolve_class=lambda q: resolve_class_name(q, names, mids, model="yamnet"))
     index = ds.class_indices(yamnet_like, list(IRMAS_CODES))
-    assert {c: names[i] for c, i in index.items()} == ds.YAMNET_CLASSES
+    assert {c: names[i] for c, i in index.items()} == {
+        c.irmas: c.audioset[0] for c in CONCEPTS}
 
     tiny = SimpleNamespace(name="tiny", class_names=["cello", "drums"], class_codes=[],
                            resolve_class=lambda q: resolve_class_name(q, ["cello", "drums"]))
