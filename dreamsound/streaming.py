@@ -257,11 +257,13 @@ class LongDream:
             dreamer.load(target_sound).waveform
 
     # -- segments -----------------------------------------------------------------------------
-    def _segment_dreamer(self, index: int, **changes: Any) -> Dreamer:
+    def _segment_dreamer(self, index: int) -> Dreamer:
+        """The dreamer of segment ``index``: the same models (no judges: they hear the whole
+        written file) and settings, with the segment's seed."""
         from dreamsound.api import Dreamer
 
         d = self.dreamer
-        config = d.config.replace(seed=segment_seed(d.config.seed, index), **changes)
+        config = d.config.replace(seed=segment_seed(d.config.seed, index))
         return Dreamer(list(zip(d.models, d.model_weights)), config)
 
     def _target_slice(self, start: int, n: int) -> np.ndarray | None:
