@@ -56,7 +56,9 @@ class Classification:
 def classify_waveform(model: AudioClassifier, waveform: np.ndarray) -> Classification:
     """Scores of a mono float32 waveform ``[n]`` at the model's rate (see
     :func:`dreamsound.classify` for files, arrays at other rates and generated starts)."""
-    with torch.inference_mode():
+    # no_grad, not inference_mode: a model may cache tensors on its first call (the instrument
+    # CNN folds its batch norms), and inference tensors could not take part in a later dream.
+    with torch.no_grad():
         out = model(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)).to(
             model.device))
     frame_scores = out.scores.float().cpu().numpy()

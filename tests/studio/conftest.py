@@ -88,7 +88,10 @@ def start_studio(log: Path, *, model: str = "debug", timeout: float = 180.0,
     process = subprocess.Popen(
         [sys.executable, "-c", _LAUNCHER, "studio", "--model", model, "--port", str(port),
          "--device", "cpu"],
-        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        # Not the checkout: `python -c` puts its working folder first on sys.path, and the
+        # source tree lacks the installed package's shipped weights.
+        cwd=log.parent)
     handle.close()
     while not _served(url):
         if process.poll() is not None:
