@@ -283,3 +283,14 @@ def test_public_api_is_callable_after_submodule_import(debug_model):
     result = dreamsound.dream("noise:1s", model=debug_model, target="violin", steps=1)
     assert isinstance(result, DreamResult)
     assert dreamsound.sonify("noise:1s", model=debug_model, target="violin").audio.size == 16000
+
+
+def test_a_dreamer_classifies_then_dreams_on_the_default_model():
+    # The instrument CNN caches folded weights on its first call; classifying first must not
+    # leave inference tensors that a later dream cannot differentiate through.
+    from pathlib import Path
+
+    loop = Path(__file__).resolve().parents[1] / "examples" / "loop.wav"
+    dreamer = Dreamer("instrument", DreamConfig(steps=1, gl_iterations=2, fit_iterations=0))
+    assert dreamer.classify(loop).top(1)[0][1]
+    assert dreamer.dream(loop, target="violin").report.steps == 1
