@@ -3,16 +3,27 @@
 The policy (issue 17, "no slowdown cliff under load"):
 
 * **Wait policy**: OpenMP threads that *spin* while waiting for the next parallel region make a
-  step 4-30x slower as soon as another process keeps one core busy (the spinning thread and the
-  thread doing the work share a core). ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep instead; it
-  must be in the environment before torch loads (the CLI sets it in
-  :mod:`dreamsound.cli.common`), and :func:`set_wait_policy` does the same for other entry points.
+  step 3-40x slower as soon as another process keeps one core busy (a spinning thread loses its
+  priority to the other process, and every parallel region waits for it).
+  ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep instead; it must be in the environment before
+  torch loads (the CLI sets it in :mod:`dreamsound.cli.common`), and :func:`set_wait_policy`
+  does the same for other entry points.
 * **Thread count**: the cores this process may actually run on -- its CPU affinity
   (``os.sched_getaffinity``, e.g. ``taskset`` or a container's cpuset), lowered to a cgroup CPU
   quota when there is one (``docker --cpus``) -- capped at :data:`MAX_DEFAULT_THREADS`: a YAMNet or
   instrument step on 10 s of audio gains little beyond a few threads.
 * **Overrides**, first one wins: ``--threads N`` (the CLI's global option), the environment
   variable :data:`ENV_VAR` (``DREAMSOUND_THREADS``), then ``OMP_NUM_THREADS`` when a user set it.
+
+Measured (``python -m scripts.bench.bench_tf_yamnet``, YAMNet step on 10 s of audio, 2-core
+AMD EPYC VM, 2 threads): idle 67 ms with PASSIVE against 55-62 ms for spinning policies
+(``GOMP_SPINCOUNT`` 10^3-3*10^5, ``ACTIVE``), whose wake-ups are cheaper; with a busy loop on one
+core PASSIVE takes 99-110 ms while a spin of 10^3 takes 111-117 ms, 10^4 185 ms and libgomp's
+default 0.2-2.7 s. A single thread takes ~95 ms either way. PASSIVE is the only choice without a
+cliff, so it stays. Choosing the count from the load at each step (2 threads when the other core
+is free, 1 when it is busy) would let a spin policy keep its idle speed; it was tried and left
+out: the step loop belongs to the engine, a per-step ``/proc`` probe costs ~0.4 ms, and results
+would then depend on the machine's load from run to run.
 
 Nothing here imports torch unless asked: :func:`configure_threads` sets torch's intra-op (and
 inter-op) threads directly when torch is loaded, and otherwise puts the count where torch reads it

@@ -103,10 +103,11 @@ class ConvUnit(nn.Sequential):
     Frozen and in eval mode (how dreams, classification and evaluation run it: parameters
     without gradients, or no gradients at all), the batch norm is folded into the convolution
     (:meth:`folded`), so a step runs one convolution and no batch-norm pass forward or backward,
-    on channels-last (NHWC) data on the CPU. Together they make the instrument step on 10 s of
-    audio about 40 % faster (``scripts/bench/bench.py``); values differ only by float32
-    rounding. Training, or anything that needs gradients of the parameters, runs the three
-    modules as they are.
+    on channels-last (NHWC) data on the CPU. Together they take the instrument step on 10 s of
+    audio from 83 to 53 ms (spectrogram domain; 88 to 66 ms in the waveform domain, whose front
+    end is unchanged), 2 threads, interleaved A/B; values differ only by float32 rounding.
+    Training, or anything that needs gradients of the parameters, runs the three modules as
+    they are.
     """
 
     def __init__(self, c_in: int, c_out: int, slope: float):

@@ -157,7 +157,8 @@ class SameConvReLU(nn.Conv2d):
             left, right = tf_same_padding(x.shape[-1], k, s)
             x = F.pad(x, (left, right, top, bottom))
         # In place: the convolution's output is a fresh tensor that its backward does not keep,
-        # so the ReLU needs no buffer of its own (a step runs ~5 % faster, same values).
+        # so the ReLU needs no buffer of its own: one activation-sized allocation (and its page
+        # faults) less per layer, the same values, ~5 % off a step (interleaved A/B, 2 threads).
         return F.relu_(super().forward(x))
 
 
