@@ -99,3 +99,14 @@ def test_training_and_parameter_gradients_use_the_modules(frozen):
     unit.requires_grad_(True)
     unit(y).sum().backward()
     assert unit[0].weight.grad is not None and unit[1].weight.grad is not None
+
+
+def test_fold_made_under_inference_mode_serves_a_later_gradient(frozen):
+    log_mel = torch.randn(200, 128)
+    with torch.inference_mode():
+        before = frozen.logits_from_log_mel(log_mel)
+    x = log_mel.clone().requires_grad_(True)
+    value = frozen.logits_from_log_mel(x)[:, 3].mean()
+    (grad,) = torch.autograd.grad(value, x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    torch.testing.assert_close(value.detach(), before[:, 3].mean())

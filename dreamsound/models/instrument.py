@@ -141,7 +141,9 @@ class ConvUnit(nn.Sequential):
         cached = self._folded_cache
         if cached is not None and _same_key(cached[0], key):
             return cached[1], cached[2]
-        with torch.no_grad():
+        # Normal tensors even when the first call comes under inference_mode (a classification),
+        # so that a later dream can use them in autograd.
+        with torch.inference_mode(False), torch.no_grad():
             var = bn.running_var.double()
             scale = torch.rsqrt(var + bn.eps)
             if bn.weight is not None:
