@@ -110,3 +110,13 @@ def test_fold_made_under_inference_mode_serves_a_later_gradient(frozen):
     (grad,) = torch.autograd.grad(value, x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     torch.testing.assert_close(value.detach(), before[:, 3].mean())
+
+
+def test_model_built_under_inference_mode_folds_without_caching():
+    with torch.inference_mode():
+        model = new_model().eval()
+        model.requires_grad_(False)
+        unit = _units(model)[0]
+        y = torch.randn(2, 1, 8, 8)
+        torch.testing.assert_close(unit(y), _plain(unit, y), atol=2e-5, rtol=1e-5)
+    assert unit._folded_cache is None

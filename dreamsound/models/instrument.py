@@ -134,6 +134,8 @@ class ConvUnit(nn.Sequential):
         """
         conv, bn = self[0], self[1]
         tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        if any(t is not None and t.is_inference() for t in tensors):
+            return self._fold(conv, bn)  # a model built under inference_mode: no versions
         # The tensors themselves (compared by identity, and kept alive so that no other tensor
         # can reuse their address), their version counters and storage (``.to()`` swaps .data).
         key = (tensors, tuple(None if t is None else (t._version, t.data_ptr(), t.device, t.dtype)
@@ -141,6 +143,13 @@ class ConvUnit(nn.Sequential):
         cached = self._folded_cache
         if cached is not None and _same_key(cached[0], key):
             return cached[1], cached[2]
+        weight, bias = self._fold(conv, bn)
+        self._folded_cache = (key, weight, bias)
+        return weight, bias
+
+    @staticmethod
+    def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded ``(weight, bias)``, uncached (see :meth:`folded`)."""
         # Normal tensors even when the first call comes under inference_mode (a classification),
         # so that a later dream can use them in autograd.
         with torch.inference_mode(False), torch.no_grad():
@@ -157,7 +166,6 @@ class ConvUnit(nn.Sequential):
                 # NHWC kernels make oneDNN keep every activation channels-last, where its 3x3
                 # kernels for 16-64 channels are much faster than in NCHW (forward + backward).
                 weight = weight.contiguous(memory_format=torch.channels_last)
-        self._folded_cache = (key, weight, bias)
         return weight, bias
 
 
