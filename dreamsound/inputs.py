@@ -3,7 +3,8 @@
 ``classify``, ``dream``, ``sonify`` and ``evaluate`` all call :func:`load_input`, so a sound
 means the same thing everywhere: a file is decoded, mixed to mono and resampled to the model's
 rate; an array is checked and resampled from the rate given; ``"noise:3s"``, ``"silence:2s"`` and
-``"sine:440:2s"`` are generated at the model's rate (seeded).
+``"sine:440:2s"`` are generated at the model's rate (seeded). A folder given to ``dream`` or
+``sonify`` stands for the audio files in it (:func:`expand_inputs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ NOISE_RMS = 0.05
 SINE_PEAK = 0.25
 #: Longest generated start, seconds.
 MAX_START_SECONDS = 600.0
+#: What a folder given as input contributes (:func:`expand_inputs`): files with these suffixes.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
+                  ".w64", ".caf", ".m4a", ".aac")
+#: dreamsound's own outputs (``loop.dream-violin.wav``, ``loop.sonify-violin.wav``, ...).
+_OUTPUT_RE = re.compile(r"\.(dream|sonify)-")
 
 
 def parse_start(spec: str) -> tuple[str, float, float | None] | None:
@@ -141,6 +147,39 @@ def load_input(audio: str | Path | Any, *, sample_rate: int, input_rate: int | N
     wave = load_audio(path, sample_rate=sample_rate, allow_silence=allow_silence,
                       max_seconds=max_seconds)
     return LoadedInput(wave, str(path), path)
+
+
+def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
+    """The sounds a command was given, with every folder replaced by the audio files in it.
+
+    A folder's files (not its subfolders) whose suffix is one of :data:`AUDIO_SUFFIXES` come in
+    name order, as ``folder/name`` (the folder as given); hidden files and dreamsound's own
+    outputs (``loop.dream-violin.wav``, ``loop.sonify-violin.wav``, ...) are left out, so dreaming
+    a folder twice does not dream the first dreams. Anything else (files, generated starts) is
+    kept as it is.
+
+    Raises
+    ------
+    AudioError
+        A folder with no audio file in it (or that cannot be listed).
+    """
+    found: list[str] = []
+    for text in inputs:
+        folder = Path(str(text)).expanduser()
+        if is_generated(text) or not folder.is_dir():
+            found.append(text)
+            continue
+        try:
+            names = sorted(child.name for child in folder.iterdir() if child.is_file())
+        except OSError as exc:
+            raise AudioError(f"{folder}: cannot list the folder ({exc.strerror})") from None
+        sounds = [name for name in names if Path(name).suffix.lower() in AUDIO_SUFFIXES
+                  and not name.startswith(".") and not _OUTPUT_RE.search(name)]
+        if not sounds:
+            raise AudioError(f"{folder}: the folder holds no audio files "
+                             f"({', '.join(AUDIO_SUFFIXES)})")
+        found += [str(Path(str(text)) / name) for name in sounds]
+    return found
 
 
 def match_length(wave: np.ndarray, n: int) -> np.ndarray:

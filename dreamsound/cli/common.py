@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from dreamsound import __version__
 from dreamsound.errors import DreamsoundError
@@ -31,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 out_console = Console()
 err_console = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "threads": None}
 
 
 class _ErrorsAsOneLine(TyperGroup):
@@ -83,7 +84,8 @@ MaxSecondsOpt = Annotated[float | None, typer.Option(
     "--max-seconds", min=0.1, help="Refuse input files longer than this (seconds). Default: "
     "no limit; files longer than 10 s stream in bounded memory.", show_default=False)]
 InputsArg = Annotated[list[str], typer.Argument(
-    help="Sound file(s), or a generated start: noise:3s, silence:2s, sine:440:2s.",
+    help="Sound file(s), folder(s) of them (their audio files, in name order, earlier outputs "
+    "left out), or a generated start: noise:3s, silence:2s, sine:440:2s.",
     show_default=False)]
 TargetOpt = Annotated[list[str] | None, typer.Option(
     "--target", "-t", help="Class to dream toward (repeat for one dream each); weights combine "
@@ -100,6 +102,45 @@ OutOpt = Annotated[str | None, typer.Option(
     "--out", "-o", help="Output folder (existing, or ending in /), or file stem for one output. "
     "Default: beside the input, e.g. loop.dream-violin.wav.", show_default=False,
     rich_help_panel="Rendering and output")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1, show_default=False,
+    help="Workers, each loading the model once: processes on this machine (default 1: this "
+    "process), or Ray actors with --ray (default: one per CPU of the cluster).",
+    rich_help_panel="Where the jobs run")]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="[ADDRESS]", show_default=False,
+    help="Run the jobs on a Ray cluster (pip install \"dreamsound-ml[ray]\"): its head's "
+    "HOST:PORT, or auto; alone: the cluster on this machine, or a new local one. Input files, "
+    "--weights and --out must be at the same paths on every machine.",
+    rich_help_panel="Where the jobs run")]
+
+#: What ``--ray`` alone stands for: no address (join this machine's cluster, or start one).
+_RAY_HERE = ""
+#: A Ray address: ``auto``, ``local``, ``host:port`` or ``ray://host:port`` (never a generated
+#: start such as ``noise:3``).
+_RAY_ADDRESS = re.compile(r"^(auto|local|[a-z]+://\S+|(?!(noise|silence|sine):)[^\s/]+:\d+)$",
+                          re.IGNORECASE)
+
+
+class OptionalRayAddress(TyperCommand):
+    """A command whose ``--ray`` (:data:`RayOpt`) takes an optional address: ``--ray``,
+    ``--ray auto``, ``--ray HOST:PORT``.
+
+    The parser has no options with an optional value, so ``--ray`` not followed by something
+    that looks like a Ray address (``auto``, ``local``, ``host:port``, ``ray://...``) gets an
+    empty one -- a following path stays an argument.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed += args[i:]
+                break
+            fixed.append(arg)
+            if arg == "--ray" and (i + 1 == len(args) or not _RAY_ADDRESS.match(args[i + 1])):
+                fixed[-1] = f"--ray={_RAY_HERE}"
+        return super().parse_args(ctx, fixed)
 
 
 def _version(value: bool) -> None:
@@ -126,7 +167,16 @@ def _root(
     # itself is not imported here, so commands that never need it stay instant.
     from dreamsound.threads import configure_threads
 
-    configure_threads(threads, load_torch=False)
+    _state["threads"] = configure_threads(threads, load_torch=False)
+
+
+def worker_threads() -> int:
+    """torch threads of each worker (process or Ray actor) of a command: the count the user
+    chose (``--threads``, ``DREAMSOUND_THREADS`` or ``OMP_NUM_THREADS``), so that workers compute
+    exactly what this process would (CPU kernels sum in an order that depends on the thread
+    count); else one, so that workers do not fight over the cores."""
+    choice = _state["threads"]
+    return 1 if choice is None or choice.source == "cores" else choice.threads
 
 
 def print_json(obj: Any) -> None:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,33 +21,29 @@ from dreamsound.cli.common import (
     MaxSecondsOpt,
     ModelOpt,
     ModelsOpt,
+    OptionalRayAddress,
     OutOpt,
     QuietOpt,
+    RayOpt,
     TargetOpt,
     WeightsOpt,
+    WorkersOpt,
     app,
     fmt,
     model_choices,
     out_console,
     print_json,
     progress_bar,
+    worker_threads,
 )
 from dreamsound.cli.options import with_config
 from dreamsound.config import DreamConfig
-from dreamsound.errors import DreamsoundError
 from dreamsound.metric_defs import METRIC_DEFINITIONS
 
+if TYPE_CHECKING:
+    from dreamsound.batch import BatchSettings
+
 METRIC_HELP = "Metrics: " + "; ".join(METRIC_DEFINITIONS.values()) + "."
-
-
-def _jobs(inputs: list[str], target: list[str] | None, layer: str | None
-          ) -> list[tuple[str, str | None, str]]:
-    """Every (input, target, progress label) of a dream/sonify call: inputs x targets."""
-    if layer is not None and target:
-        raise DreamsoundError("give --target or --layer, not both")
-    targets: list[str | None] = list(target) if target else [None]
-    return [(source, wanted, f"{Path(source).name} → {wanted or layer or 'top class'}")
-            for source in inputs for wanted in targets]
 
 
 def _dream_table(report: dict) -> Table:
@@ -86,7 +84,36 @@ def _print_outputs(outputs: dict) -> None:
             out_console.print(f"wrote {key}: {item}", soft_wrap=True, highlight=False)
 
 
-@app.command(epilog=METRIC_HELP)
+def _run(inputs: list[str], config: DreamConfig, settings: BatchSettings, *,
+         target: list[str] | None, model: list[tuple[str, float]], judge: list[str] | None,
+         weights: Path | None, device: str, workers: int | None, ray: str | None, quiet: bool,
+         show: Callable[[dict], None] | None) -> list[dict]:
+    """Run every input x target through :func:`dreamsound.batch.run_batch`: one bar per job
+    inline (``show`` each report as it comes), one bar over the jobs with workers (``show``
+    them all, in order, at the end)."""
+    import os
+
+    from dreamsound.batch import DreamerRef, batch_jobs, run_batch
+    from dreamsound.experiments.executors import uses_workers
+    from dreamsound.models.registry import resolve_device
+
+    jobs = batch_jobs(inputs, target, settings.layer)
+    settings = replace(settings, several=len(jobs) > 1, cwd=os.getcwd())
+    ref = DreamerRef(models=tuple(model), config=config, device=str(resolve_device(device)),
+                     weights=None if weights is None else str(weights.expanduser().absolute()),
+                     judges=tuple(judge or []), threads=worker_threads())
+    options = {"workers": workers, "ray": ray is not None, "ray_address": ray or None}
+    if not uses_workers(len(jobs), workers=workers, ray=ray is not None):
+        return run_batch(ref, jobs, settings, **options, on_report=show,
+                         job_progress=lambda job: progress_bar(job.label, quiet=quiet))
+    with progress_bar(f"{settings.command}: {len(jobs)} jobs", quiet=quiet) as update:
+        reports = run_batch(ref, jobs, settings, **options, progress=update)
+    for report in reports if show is not None else ():
+        show(report)
+    return reports
+
+
+@app.command(cls=OptionalRayAddress, epilog=METRIC_HELP)
 @with_config()
 def dream(
     inputs: InputsArg,
@@ -106,6 +133,8 @@ def dream(
                                        rich_help_panel="Rendering and output")] = False,
     device: DeviceOpt = "auto",
     max_seconds: MaxSecondsOpt = None,
+    workers: WorkersOpt = None,
+    ray: RayOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -113,34 +142,31 @@ def dream(
     gradient and a JSON report (and a PNG with --plot), never over the input. Files longer
     than 10 s stream: dreamed in cross-faded segments, in bounded memory.
 
-    One model load serves every input x target. The report gives the target confidence before,
-    after (on the dreamed spectrogram) and rendered (the written file, re-analysed), and the
-    distance to the original (rmse_db, mse_db2).
-    """
-    from dreamsound.api import Dreamer
-    from dreamsound.outputs import output_stem
-    from dreamsound.streaming import dream_file
+    Every input (a folder: the audio files in it) x target is one dream; one model load serves
+    them all, or one per worker with --workers N / --ray. Every input is checked before the
+    first dream. Workers run one torch thread each, or the global --threads when given: then
+    they write the bytes one process writes with it (dreamsound --threads 1 dream ...).
 
-    jobs = _jobs(inputs, target, layer)
-    dreamer = Dreamer(model_choices(model), config, weights=weights, device=device,
-                      judges=judge or [])
-    several = len(jobs) > 1
-    reports = []
-    for source, wanted, label in jobs:
-        with progress_bar(label, quiet=quiet or as_json) as update:
-            report = dream_file(dreamer, source, target=wanted, layer=layer, channel=channel,
-                                target_sound=target_sound, plot=plot, progress=update,
-                                max_seconds=max_seconds, stem=lambda input_label, name:
-                                output_stem(input_label, name, out, several=several))
-        reports.append(report)
-        if not as_json:
-            out_console.print(_dream_table(report))
-            _print_outputs(report["outputs"])
+    The report gives the target confidence before, after (on the dreamed spectrogram) and
+    rendered (the written file, re-analysed), and the distance to the original (rmse_db,
+    mse_db2).
+    """
+    from dreamsound.batch import BatchSettings
+
+    def show(report: dict) -> None:
+        out_console.print(_dream_table(report))
+        _print_outputs(report["outputs"])
+
+    settings = BatchSettings("dream", layer=layer, channel=channel, target_sound=target_sound,
+                             plot=plot, out=out, max_seconds=max_seconds)
+    reports = _run(inputs, config, settings, target=target, model=model_choices(model),
+                   judge=judge, weights=weights, device=device, workers=workers, ray=ray,
+                   quiet=quiet or as_json, show=None if as_json else show)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)
 
 
-@app.command()
+@app.command(cls=OptionalRayAddress)
 @with_config(knobs=("domain", "step_size", "normalize", "seed"))
 def sonify(
     inputs: InputsArg,
@@ -157,6 +183,8 @@ def sonify(
     out: OutOpt = None,
     device: DeviceOpt = "auto",
     max_seconds: MaxSecondsOpt = None,
+    workers: WorkersOpt = None,
+    ray: RayOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -167,25 +195,19 @@ def sonify(
     energy), spread onto linear bins and rendered with the original's phase. Waveform domain:
     the gradient of the samples itself.
     """
-    from dreamsound.api import Dreamer
-    from dreamsound.outputs import output_stem
-    from dreamsound.streaming import sonify_file
 
-    jobs = _jobs(inputs, target, layer)
-    dreamer = Dreamer(model, config, weights=weights, device=device, judges=judge or [])
-    several = len(jobs) > 1
-    reports = []
-    for source, wanted, label in jobs:
-        with progress_bar(label, quiet=quiet or as_json) as update:
-            report = sonify_file(dreamer, source, target=wanted, layer=layer, channel=channel,
-                                 steps=steps, progress=update, max_seconds=max_seconds,
-                                 stem=lambda input_label, name:
-                                 output_stem(input_label, name, out, several=several))
-        reports.append(report)
-        if not as_json:
-            what = report["target"] or f"layer {layer}"
-            out_console.print(f"wrote {report['outputs']['audio']} ({what}, {report['steps']} "
-                              f"step(s), {report['duration_s']:.1f} s)", soft_wrap=True,
-                              highlight=False)
+    from dreamsound.batch import BatchSettings
+
+    def show(report: dict) -> None:
+        what = report["target"] or f"layer {layer}"
+        out_console.print(f"wrote {report['outputs']['audio']} ({what}, {report['steps']} "
+                          f"step(s), {report['duration_s']:.1f} s)", soft_wrap=True,
+                          highlight=False)
+
+    settings = BatchSettings("sonify", layer=layer, channel=channel, steps=steps, out=out,
+                             max_seconds=max_seconds)
+    reports = _run(inputs, config, settings, target=target, model=[(model, 1.0)], judge=judge,
+                   weights=weights, device=device, workers=workers, ray=ray,
+                   quiet=quiet or as_json, show=None if as_json else show)
     if as_json:
         print_json(reports[0] if len(reports) == 1 else reports)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
 from dreamsound.cli.common import (
     DeviceOpt,
     JsonOpt,
     JudgeOpt,
     ModelOpt,
+    OptionalRayAddress,
     QuietOpt,
+    RayOpt,
     WeightsOpt,
+    WorkersOpt,
     app,
     err_console,
     out_console,
@@ -26,33 +27,8 @@ from dreamsound.cli.common import (
 from dreamsound.cli.options import with_config
 from dreamsound.config import DreamConfig
 
-#: What ``--ray`` alone stands for: no address (join this machine's cluster, or start one).
-_RAY_HERE = ""
-#: A Ray address: ``auto``, ``local``, ``host:port`` or ``ray://host:port``.
-_RAY_ADDRESS = re.compile(r"^(auto|local|[a-z]+://\S+|[^\s/]+:\d+)$")
 
-
-class _OptionalRayAddress(TyperCommand):
-    """``--ray`` takes an optional address: ``--ray``, ``--ray auto``, ``--ray HOST:PORT``.
-
-    The parser has no options with an optional value, so ``--ray`` not followed by something
-    that looks like a Ray address (``auto``, ``local``, ``host:port``, ``ray://...``) gets an
-    empty one -- a following path stays the data folder.
-    """
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        fixed: list[str] = []
-        for i, arg in enumerate(args):
-            if arg == "--":
-                fixed += args[i:]
-                break
-            fixed.append(arg)
-            if arg == "--ray" and (i + 1 == len(args) or not _RAY_ADDRESS.match(args[i + 1])):
-                fixed[-1] = f"--ray={_RAY_HERE}"
-        return super().parse_args(ctx, fixed)
-
-
-@app.command(cls=_OptionalRayAddress)
+@app.command(cls=OptionalRayAddress)
 @with_config(knobs=("style", "domain", "step_size"))
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(
@@ -67,16 +43,8 @@ def evaluate(
         "shuffle (default: all).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Fixes the clips, wrong classes, noise "
                                       "and dreams.")] = 0,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", min=1, show_default=False,
-        help="Workers, each loading the model once: processes on this machine (default 1: "
-        "this process), or Ray actors with --ray (default: one per CPU of the cluster).")
-    ] = None,
-    ray: Annotated[str | None, typer.Option(
-        "--ray", metavar="[ADDRESS]", show_default=False,
-        help="Run the jobs on a Ray cluster (pip install \"dreamsound-ml[ray]\"): its head's "
-        "HOST:PORT, or auto; alone: the cluster on this machine, or a new local one. Data, "
-        "--weights and --out must be at the same paths on every machine.")] = None,
+    workers: WorkersOpt = None,
+    ray: RayOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; run the same "
                                       "command again to resume.")] = Path("evaluation"),
     threshold: Annotated[float, typer.Option(

@@ -56,11 +56,9 @@ from dreamsound.experiments.dataset import (
 )
 from dreamsound.experiments.executors import (
     Executor,
-    InlineExecutor,
     ModelRef,
-    PoolExecutor,
-    RayExecutor,
     import_ray,
+    make_executor,
     model_digest,
 )
 from dreamsound.experiments.jobs import (
@@ -301,13 +299,8 @@ def evaluate(
     ref = ModelRef(name=model,
                    weights=None if weights is None else str(Path(weights).expanduser().absolute()),
                    device=str(dev), sha256=run_settings["model_sha256"])
-    runner: Executor
-    if executor == "ray":
-        runner = RayExecutor(ref, work, address=ray_address, workers=workers)
-    elif (workers or 1) == 1 or len(pending) <= 1:
-        runner = InlineExecutor(net, work)
-    else:
-        runner = PoolExecutor(ref, work, workers=min(workers or 1, len(pending)))
+    runner = make_executor(ref, work, jobs=len(pending), workers=workers,
+                           ray=executor == "ray", ray_address=ray_address, local=lambda: net)
     ran = _run_jobs(pending, runner, results_path=results_path, progress=progress,
                     on_record=on_record)
 

@@ -1,11 +1,13 @@
 """Executors: run a list of jobs somewhere and hand every result back to the driver as it arrives.
 
-An executor is built from *what a worker loads* (:class:`ModelRef`: a registered model name, a
-weights path, a device, the digest the weights must have) and *what a worker runs* (a picklable
-``work(job, *, model=...) -> result``, e.g. ``functools.partial(run_job, settings=...)``). Its
-:meth:`Executor.run` calls ``finish(result)`` in the driver once per job, in the order the jobs
-finish; the driver alone writes results (a journal, a report), so where the jobs ran never
-changes what is written. Three executors:
+An executor is built from *what a worker loads* (a :class:`Loader`, e.g. :class:`ModelRef`: a
+registered model name, a weights path, a device, the digest the weights must have; or
+:class:`dreamsound.batch.DreamerRef`, a whole :class:`~dreamsound.api.Dreamer`) and *what a
+worker runs* (a picklable ``work(job, *, model=...) -> result``, e.g.
+``functools.partial(run_job, settings=...)``). Its :meth:`Executor.run` calls
+``finish(result)`` in the driver once per job, in the order the jobs finish; the driver alone
+writes results (a journal, a report), so where the jobs ran never changes what is written. Three
+executors:
 
 - :class:`InlineExecutor`: one after the other in this process, with a model already loaded.
 - :class:`PoolExecutor`: worker processes on this machine ("spawn"), each loading the model once.
@@ -14,7 +16,9 @@ changes what is written. Three executors:
   (``pip install "dreamsound-ml[ray]"``), imported only here and only when used.
 
 Nothing here knows what a job is: the probing experiment (:mod:`dreamsound.experiments.evaluate`)
-is one user; anything that runs many independent jobs against one model can be another.
+is one user, batch dreaming (:mod:`dreamsound.batch`) another; anything that runs many
+independent jobs against one model can be a third. :func:`make_executor` picks the executor the
+same way for all of them.
 """
 
 from __future__ import annotations
@@ -38,12 +42,16 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Executor",
     "InlineExecutor",
+    "Loader",
     "ModelRef",
     "PoolExecutor",
     "RayExecutor",
     "Work",
+    "check_digest",
     "import_ray",
+    "make_executor",
     "model_digest",
+    "uses_workers",
 ]
 
 #: Where to get Ray when it is missing (the package's optional extra).
@@ -58,6 +66,20 @@ class Work(Protocol):
     """
 
     def __call__(self, job: Any, *, model: Any) -> Any: ...
+
+
+class Loader(Protocol):
+    """What a worker loads once, before its first job (picklable: it is sent to each worker).
+
+    :class:`ModelRef` is one. ``device`` says where it runs (a Ray actor on ``"cuda..."`` asks
+    for a GPU); :meth:`load` sets the worker's torch threads and returns what ``work`` gets as
+    ``model``, raising :class:`~dreamsound.errors.DreamsoundError` when it cannot.
+    """
+
+    @property
+    def device(self) -> str: ...
+
+    def load(self) -> Any: ...
 
 
 class Executor(Protocol):
@@ -128,15 +150,27 @@ class ModelRef:
 
         torch.set_num_threads(self.threads)
         net = load_model(self.name, self.weights, self.device)
-        if self.sha256 is not None:
-            found = model_digest(net)
-            if found != self.sha256:
-                raise ModelError(
-                    f"a worker on {socket.gethostname()} loaded other weights for model "
-                    f"{self.name!r} (sha256 {found[:12]}…, the driver's are "
-                    f"{self.sha256[:12]}…); every machine needs the same weights file at the "
-                    f"same path ({self.weights or 'the default weights'})")
+        check_digest(net, self.sha256, name=self.name, weights=self.weights)
         return net
+
+
+def check_digest(net: Any, sha256: str | None, *, name: str, weights: str | None) -> None:
+    """Refuse a worker's model whose :func:`model_digest` is not the driver's ``sha256`` (None:
+    no check).
+
+    Raises
+    ------
+    ModelError
+        Other weights (another file at that path on another node).
+    """
+    if sha256 is None:
+        return
+    found = model_digest(net)
+    if found != sha256:
+        raise ModelError(
+            f"a worker on {socket.gethostname()} loaded other weights for model {name!r} "
+            f"(sha256 {found[:12]}…, the driver's are {sha256[:12]}…); every machine needs "
+            f"the same weights file at the same path ({weights or 'the default weights'})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,7 +200,7 @@ class InlineExecutor:
 _POOL_WORKER: dict[str, Any] = {}
 
 
-def _init_pool_worker(model: ModelRef, work: Work) -> None:
+def _init_pool_worker(model: Loader, work: Work) -> None:
     _POOL_WORKER["work"] = work
     try:
         _POOL_WORKER["model"] = model.load()
@@ -187,15 +221,15 @@ class PoolExecutor:
 
     Parameters
     ----------
-    model : ModelRef
-        What each worker loads.
+    model : Loader
+        What each worker loads (:class:`ModelRef`, ...).
     work : Work
         What each worker runs per job (picklable).
     workers : int
         Worker processes (at most one per job is started).
     """
 
-    def __init__(self, model: ModelRef, work: Work, *, workers: int):
+    def __init__(self, model: Loader, work: Work, *, workers: int):
         if workers < 1:
             raise DreamsoundError(f"--workers must be at least 1, got {workers}")
         self.model = model
@@ -263,7 +297,7 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
 class _RayWorker:
     """A Ray actor's state: the model, loaded once when the actor starts, and the work."""
 
-    def __init__(self, model: ModelRef, work: Work):
+    def __init__(self, model: Loader, work: Work):
         self._work = work
         self._model: Any = None
         self._error: DreamsoundError | None = None
@@ -292,8 +326,8 @@ class RayExecutor:
 
     Parameters
     ----------
-    model : ModelRef
-        What each actor loads.
+    model : Loader
+        What each actor loads (:class:`ModelRef`, ...).
     work : Work
         What each actor runs per job (picklable).
     address : str, optional
@@ -314,7 +348,7 @@ class RayExecutor:
     #: Jobs given to one actor at once: one running, one waiting.
     jobs_per_actor = 2
 
-    def __init__(self, model: ModelRef, work: Work, *, address: str | None = None,
+    def __init__(self, model: Loader, work: Work, *, address: str | None = None,
                  workers: int | None = None, init_options: Mapping[str, Any] | None = None,
                  max_retries: int = 2):
         if workers is not None and workers < 1:
@@ -415,3 +449,56 @@ class RayExecutor:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise DreamsoundError(f"a Ray worker died ({first}); the finished jobs are saved, "
                                   "run the same command again to go on") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Which one
+# --------------------------------------------------------------------------------------------
+
+
+def uses_workers(jobs: int, *, workers: int | None = None, ray: bool = False) -> bool:
+    """Whether :func:`make_executor` runs ``jobs`` jobs outside this process: always on Ray,
+    else with more than one worker and more than one job."""
+    return ray or ((workers or 1) > 1 and jobs > 1)
+
+
+def make_executor(model: Loader, work: Work, *, jobs: int, workers: int | None = None,
+                  ray: bool = False, ray_address: str | None = None,
+                  local: Callable[[], Any] | None = None,
+                  local_work: Work | None = None) -> Executor:
+    """The executor for ``jobs`` jobs: a Ray pool with ``ray``, a process pool with more than
+    one worker (and job), else inline in this process.
+
+    Parameters
+    ----------
+    model : Loader
+        What each worker (process or Ray actor) loads.
+    work : Work
+        What each worker runs per job (picklable).
+    jobs : int
+        How many jobs will run (no more workers than jobs are started).
+    workers : int, optional
+        Worker processes, or Ray actors (default: one per CPU of the cluster); 1 (or None)
+        without ``ray``: this process.
+    ray, ray_address
+        Run on a Ray cluster (:class:`RayExecutor`; its ``address``).
+    local : callable, optional
+        Inline only: gives the model already loaded in this process (default: ``model.load()``,
+        which also sets this process's torch threads).
+    local_work : Work, optional
+        Inline only: what runs per job instead of ``work`` (need not be picklable, e.g. a
+        closure that shows each job's progress).
+
+    Raises
+    ------
+    DreamsoundError
+        ``workers`` below 1; ``ray`` without Ray installed (:data:`RAY_HINT`).
+    """
+    if workers is not None and workers < 1:
+        raise DreamsoundError(f"--workers must be at least 1, got {workers}")
+    if ray:
+        import_ray()  # a missing extra fails before any work
+        return RayExecutor(model, work, address=ray_address, workers=workers)
+    if uses_workers(jobs, workers=workers):
+        return PoolExecutor(model, work, workers=min(workers or 1, jobs))
+    return InlineExecutor(local() if local is not None else model.load(), local_work or work)
