@@ -82,6 +82,28 @@ def test_plans_cover_articulations_and_mixtures():
     assert {round(p.snr_db) for p in plans if p.snr_db is not None} <= set(range(2, 11))
 
 
+def test_line_share_makes_polyphonic_leads_play_one_line_and_leaves_other_plans_alone():
+    def notes(plan) -> list[tuple[int, int]]:
+        return [(e.tick, e.data[1]) for e in plan.target_events if e.data[0] & 0xF0 == 0x90]
+
+    for code in IRMAS_CODES:
+        for index in range(8):
+            plain = render.plan_clip(0, "fluidr3gm", code, index, 0.4)
+            assert plain.style != "line"
+            if code not in render.POLYPHONIC:  # the share draws nothing for them: same bytes
+                same = render.plan_clip(0, "fluidr3gm", code, index, 0.4, line_share=1.0)
+                assert (render.midi_file_bytes(same.target_events)
+                        == render.midi_file_bytes(plain.target_events))
+                continue
+            line = render.plan_clip(0, "fluidr3gm", code, index, 0.4, line_share=1.0)
+            assert line.style == "line"
+            onsets = [tick for tick, _ in notes(line)]
+            assert len(onsets) == len(set(onsets)), f"{code}: two notes start together"
+    shares = [render.plan_clip(0, "timgm6mb", "pia", i, 0.4, line_share=0.5).style == "line"
+              for i in range(60)]
+    assert 0.3 < np.mean(shares) < 0.7
+
+
 def _render(out: Path, seed: int, per_class: int, classes: list[str]) -> None:
     subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--soundfonts", str(FONT),
                     "--per-class", str(per_class), "--seed", str(seed), "--mix-share", "0.5",

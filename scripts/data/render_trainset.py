@@ -564,14 +564,21 @@ def drums(midi: MidiWriter, rng: np.random.Generator, song: Song, *, velocity: f
 
 
 def instrument_part(midi: MidiWriter, rng: np.random.Generator, song: Song, code: str,
-                    voice: Voice, channel: int, *, velocity: float, lead: bool) -> str:
+                    voice: Voice, channel: int, *, velocity: float, lead: bool,
+                    line_only: bool = False) -> str:
     """Play class ``code`` on ``channel``; returns the style used. ``lead``: the part is the
-    predominant (or solo) one, so polyphonic instruments may also carry the melody."""
+    predominant (or solo) one, so polyphonic instruments may also carry the melody.
+    ``line_only``: a polyphonic instrument plays a single melodic line, nothing else (how a
+    phrase built from one-note samples sounds)."""
     setup_channel(midi, rng, channel, voice.program, sustained=code in SUSTAINED,
                   pan_spread=20 if lead else 50)
     if code in SUSTAINED and code != "org":
         expression_swells(midi, rng, channel)
     low, high = voice.low, voice.high
+    if line_only and code in POLYPHONIC:
+        melody(midi, rng, song, channel, max(low, 48), high, velocity=velocity,
+               density=float(rng.uniform(0.6, 1.6)))
+        return "line"
     if code not in POLYPHONIC:
         melody(midi, rng, song, channel, low, high, velocity=velocity,
                density=float(rng.uniform(0.6, 1.6)))
@@ -681,15 +688,19 @@ def clip_rng(seed: int, soundfont: str, code: str, index: int) -> np.random.Gene
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
-def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float) -> ClipPlan:
+def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float,
+              line_share: float = 0.0) -> ClipPlan:
     rng = clip_rng(seed, soundfont, code, index)
     song = make_song(rng)
     kind = "mix" if rng.random() < mix_share else "solo"
     voice = pick_voice(rng, CLASS_VOICES[code])
     target = MidiWriter(0.0)
     target.reset_all()
+    # Drawn only when asked for, so sets rendered without it keep their bytes.
+    line_only = line_share > 0 and code in POLYPHONIC and rng.random() < line_share
     style = instrument_part(target, rng, song, code, voice, 0,
-                            velocity=float(rng.uniform(60, 110)), lead=True)
+                            velocity=float(rng.uniform(60, 110)), lead=True,
+                            line_only=line_only)
     accomp_events = None
     accompaniment = ""
     has_drums = False
@@ -909,8 +920,9 @@ def fail(message: str) -> NoReturn:
 
 def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, mix_share: float,
            workers: int, classes: Sequence[str] = CLASS_CODES, gain: float = 0.5,
-           progress: bool = True) -> list[dict]:
-    """Render ``per_class`` clips of every class through every soundfont into ``out``."""
+           line_share: float = 0.0, progress: bool = True) -> list[dict]:
+    """Render ``per_class`` clips of every class through every soundfont into ``out``;
+    ``line_share``: the share of piano, guitar and organ leads that play one melodic line."""
     fonts = [STK if s == "stk" else find_soundfont(s) for s in soundfonts]
     synths = {}
     for font in fonts:
@@ -926,7 +938,8 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
         for code in classes:
             if font == STK and code in stk_source.UNRENDERED_CLASSES:
                 continue
-            plans = [plan_clip(seed, key, code, i, mix_share) for i in range(per_class)]
+            plans = [plan_clip(seed, key, code, i, mix_share, line_share)
+                     for i in range(per_class)]
             stems = 0
             batch: list[ClipPlan] = []
             for plan in plans:
@@ -998,14 +1011,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="parallel synthesiser processes (default: CPU count)")
     parser.add_argument("--gain", type=float, default=0.5,
                         help="synthesiser gain (default 0.5; timidity: -A 100 x gain)")
+    parser.add_argument("--line-share", type=float, default=0.0,
+                        help="share of piano, guitar and organ leads that play a single melodic "
+                        "line, as phrases cut from one-note samples do (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
-    if args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0:
-        parser.error("--per-class must be >= 1 and --mix-share in [0, 1]")
+    if (args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0
+            or not 0.0 <= args.line_share <= 1.0):
+        parser.error("--per-class must be >= 1, --mix-share and --line-share in [0, 1]")
     started = time.perf_counter()
     rows = render(args.out, soundfonts=args.soundfonts, per_class=args.per_class, seed=args.seed,
                   mix_share=args.mix_share, workers=args.workers, classes=args.classes,
-                  gain=args.gain, progress=not args.quiet)
+                  gain=args.gain, line_share=args.line_share, progress=not args.quiet)
     n_mix = sum(r["kind"] == "mix" for r in rows)
     print(f"rendered {len(rows)} clips ({len(rows) - n_mix} solo, {n_mix} mixtures) into "
           f"{args.out} in {time.perf_counter() - started:.1f} s")
