@@ -291,14 +291,11 @@ class LogMelFrontEnd(torch.nn.Module):
         the dream's 1.54 dB from the original; 0.65 s instead of 0.09 s per rendering (2 threads).
         ``learning_rate`` is in nepers / radians per step.
         """
-        c = self.config
         frames = log_mel.shape[-2]
-        target = log_mel.detach().clamp(min=math.log(c.log_offset))
+        target = self._fit_target(log_mel.detach())
         n = waveform.shape[-1]
         with torch.no_grad():
             spectrum = self.stft(self.pad(waveform.detach()))
-        padded = self.config.padded_length(n)
-        window = self.window.to(waveform.dtype)
         gain = torch.zeros(spectrum.shape, dtype=waveform.dtype, device=waveform.device,
                            requires_grad=True)
         phase = torch.zeros_like(gain, requires_grad=True)
@@ -306,10 +303,11 @@ class LogMelFrontEnd(torch.nn.Module):
         best_loss, best = math.inf, waveform.detach()
         with torch.enable_grad():
             for _ in range(n_iter):
-                candidate = istft(spectrum * torch.exp(torch.complex(gain, phase)), n_fft=c.n_fft,
-                                  win_length=c.win_length, hop_length=c.hop_length,
-                                  window=window, length=padded)[..., :n]
-                loss = (self(candidate)[..., :frames, :] - target).square().mean()
+                candidate = self._resynthesise(spectrum * torch.exp(torch.complex(gain, phase)),
+                                               n)
+                ours = self(candidate)
+                common = min(frames, ours.shape[-2])
+                loss = (ours[..., :common, :] - target[..., :common, :]).square().mean()
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     break
@@ -319,6 +317,27 @@ class LogMelFrontEnd(torch.nn.Module):
                 loss.backward()
                 optimiser.step()
         return best
+
+    def _fit_target(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """What :meth:`fit_waveform` aims at: ``log_mel`` with the values no sound can reach
+        (below :attr:`floor`) raised to it."""
+        return log_mel.clamp(min=self.floor)
+
+    def _stft_span(self, n: int) -> int:
+        """Samples of the signal :meth:`stft` frames, for a clip of ``n`` samples."""
+        return self.config.padded_length(n)
+
+    def _uncentre(self, padded: torch.Tensor, n: int) -> torch.Tensor:
+        """The clip's ``n`` samples ``[..., n]`` from the framed signal (padding dropped)."""
+        return padded[..., :n]
+
+    def _resynthesise(self, spectrum: torch.Tensor, n: int) -> torch.Tensor:
+        """The clip ``[..., n]`` whose :meth:`stft` is (closest to) ``spectrum``."""
+        c = self.config
+        rebuilt = istft(spectrum, n_fft=c.n_fft, win_length=c.win_length,
+                        hop_length=c.hop_length, window=self.window.to(spectrum.real.dtype),
+                        length=self._stft_span(n))
+        return self._uncentre(rebuilt, n)
 
     def patches(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Cut ``[..., T, F]`` into patches ``[..., N, patch_frames, F]`` (no end padding)."""

@@ -7,14 +7,13 @@ side, and the way back (Griffin-Lim and a waveform fit with the centred geometry
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd, griffin_lim, istft, mel_to_linear
+from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd, griffin_lim, mel_to_linear
 
 #: Patch length: ``librosa.time_to_frames(3 s) + 1`` = 187 frames (2.992 s).
 PATCH_FRAMES = 187
@@ -231,46 +230,6 @@ class MusicnnFrontEnd(LogMelFrontEnd):
             waveform = self.fit_waveform(waveform, log_mel, n_iter=fit_iter)
         return waveform
 
-    def fit_waveform(self, waveform: torch.Tensor, log_mel: torch.Tensor, *, n_iter: int = 50,
-                     learning_rate: float = 0.05) -> torch.Tensor:
-        """Refine ``waveform [..., n]`` so that its log-mel comes closer to ``log_mel``.
-
-        :meth:`LogMelFrontEnd.fit_waveform` (Adam on a gain and a phase offset per STFT bin,
-        resynthesised by :func:`~dreamsound.spectral.istft`, minimising the squared log-mel
-        error through this front end; the best iterate is returned), with the centred geometry:
-        the bins are those of the centred STFT, and the resynthesis drops the 256 leading
-        padding samples. Log-mel values below the floor 0 count as 0.
-        """
-        c = self.config
-        frames = log_mel.shape[-2]
-        target = log_mel.detach().clamp(min=self.floor)
-        n = waveform.shape[-1]
-        with torch.no_grad():
-            padded = self.pad(waveform.detach())
-            spectrum = self.stft(padded)
-        # The centred signal spans padded + n_fft samples; istft rebuilds it from sample 0.
-        span = padded.shape[-1] + c.n_fft
-        window = self.window.to(waveform.dtype)
-        gain = torch.zeros(spectrum.shape, dtype=waveform.dtype, device=waveform.device,
-                           requires_grad=True)
-        phase = torch.zeros_like(gain, requires_grad=True)
-        optimiser = torch.optim.Adam([gain, phase], lr=learning_rate)
-        best_loss, best = math.inf, waveform.detach()
-        with torch.enable_grad():
-            for _ in range(n_iter):
-                rebuilt = istft(spectrum * torch.exp(torch.complex(gain, phase)), n_fft=c.n_fft,
-                                win_length=c.win_length, hop_length=c.hop_length,
-                                window=window, length=span)
-                candidate = self._uncentre(rebuilt, n)
-                ours = self(candidate)
-                common = min(frames, ours.shape[-2])
-                loss = (ours[..., :common, :] - target[..., :common, :]).square().mean()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    break
-                if value < best_loss:
-                    best_loss, best = value, candidate.detach()
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-        return best
+    def _stft_span(self, n: int) -> int:
+        """The padded clip plus the 256 centring zeros on each side that :meth:`stft` adds."""
+        return self.config.padded_length(n) + self.config.n_fft

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd, griffin_lim, istft, mel_to_linear
+from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd, griffin_lim, mel_to_linear
 
 #: Shortest input used as is (3 s at 12 kHz; the authors' code refuses shorter clips). Shorter
 #: ones are repeated (wrap-padded) up to this length.
@@ -243,43 +243,7 @@ class PonsFrontEnd(LogMelFrontEnd):
         short = n - waveform.shape[-1]
         return F.pad(waveform, (0, short)) if short > 0 else waveform
 
-    def fit_waveform(self, waveform: torch.Tensor, log_mel: torch.Tensor, *, n_iter: int = 50,
-                     learning_rate: float = 0.05) -> torch.Tensor:
-        """Refine ``waveform [..., n]`` so its log-mel comes closer to ``log_mel [..., T, 96]``.
-
-        The method of :meth:`LogMelFrontEnd.fit_waveform` (Adam on a per-bin gain in nepers and
-        phase offset in radians of the waveform's own STFT, resynthesised by :func:`istft`,
-        minimising the mean squared log-mel error; the best iterate is returned), on this
-        front-end's centred frames. Target values below the clip's own top-dB floor are
-        unreachable and count as that floor.
-        """
-        c = self.config
-        frames = log_mel.shape[-2]
-        target = log_mel.detach()
-        target = torch.maximum(target, self.relative_floor(target)).clamp(min=self.floor)
-        n = waveform.shape[-1]
-        with torch.no_grad():
-            spectrum = self.stft(self.pad(waveform.detach()))
-        padded = c.padded_length(n)
-        window = self.window.to(waveform.dtype)
-        gain = torch.zeros(spectrum.shape, dtype=waveform.dtype, device=waveform.device,
-                           requires_grad=True)
-        phase = torch.zeros_like(gain, requires_grad=True)
-        optimiser = torch.optim.Adam([gain, phase], lr=learning_rate)
-        best_loss, best = math.inf, waveform.detach()
-        with torch.enable_grad():
-            for _ in range(n_iter):
-                rebuilt = istft(spectrum * torch.exp(torch.complex(gain, phase)), n_fft=c.n_fft,
-                                win_length=c.win_length, hop_length=c.hop_length, window=window,
-                                length=padded)
-                candidate = rebuilt[..., self.centre:self.centre + n]
-                loss = (self(candidate)[..., :frames, :] - target).square().mean()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    break
-                if value < best_loss:
-                    best_loss, best = value, candidate.detach()
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-        return best
+    def _fit_target(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Values below the clip's own top-dB floor (or the absolute :attr:`floor`) are
+        unreachable and count as that floor."""
+        return torch.maximum(log_mel, self.relative_floor(log_mel)).clamp(min=self.floor)
