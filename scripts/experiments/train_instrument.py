@@ -31,7 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-MUSESCORE = "/usr/share/sounds/sf3/MuseScore_General.sf3"
+#: Debian's ``musescore-general-soundfont-small`` installs this file. The recipe renders it through
+#: a link named ``MuseScore_General.sf3`` (see :func:`link_musescore`): clip names come from the
+#: file name, and the shipped weights were trained on clips named ``musescoregeneral-*``.
+MUSESCORE_LITE = Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3")
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,24 @@ class SampleSet:
     classes: tuple[str, ...] | None = None
 
 
-def sample_sets() -> list[SampleSet]:
+def link_musescore(folder: Path, *, dry_run: bool) -> Path:
+    """``folder/MuseScore_General.sf3``, a link to Debian's MuseScore_General Lite."""
+    link = folder / "MuseScore_General.sf3"
+    if not dry_run and not link.exists():
+        if not MUSESCORE_LITE.is_file():
+            raise SystemExit(f"error: {MUSESCORE_LITE} is missing; install Debian's "
+                             "musescore-general-soundfont-small")
+        folder.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(MUSESCORE_LITE)
+    return link
+
+
+def sample_sets(musescore: Path) -> list[SampleSet]:
     """The seven training sets of the shipped recipe."""
     return [SampleSet("fluidr3gm", "FluidR3_GM"), SampleSet("timgm6mb", "TimGM6mb"),
             SampleSet("sfgmbank", "sf_GMbank"), SampleSet("freepats", "freepats"),
             SampleSet("generaluserv147", "GeneralUser-v1.47"), SampleSet("a320u", "A320U"),
-            SampleSet("musescore_pia_tru", MUSESCORE, ("pia", "tru"))]
+            SampleSet("musescore_pia_tru", str(musescore), ("pia", "tru"))]
 
 
 def render_command(sample_set: SampleSet, out: Path, workers: int) -> list[str]:
@@ -81,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="training threads (default 2)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
     args = parser.parse_args(argv)
-    sets = sample_sets()
+    sets = sample_sets(link_musescore(args.work / "soundfonts", dry_run=args.dry_run))
     unknown = set(args.without) - {s.key for s in sets}
     if unknown:
         parser.error(f"unknown set(s) {sorted(unknown)}; known: {[s.key for s in sets]}")

@@ -29,3 +29,15 @@ def test_without_drops_sets_and_refuses_unknown_keys(tmp_path, capsys):
         recipe.main(["--work", str(tmp_path), "--without", "fluidr3", "--dry-run"])
     assert stop.value.code == 2
     assert "fluidr3gm" in capsys.readouterr().err
+
+
+def test_musescore_is_rendered_through_a_link_with_the_shipped_name(tmp_path, monkeypatch):
+    lite = tmp_path / "MuseScore_General_Lite.sf3"
+    monkeypatch.setattr(recipe, "MUSESCORE_LITE", lite)
+    with pytest.raises(SystemExit, match="musescore-general-soundfont-small"):
+        recipe.link_musescore(tmp_path / "sf", dry_run=False)
+    assert not (tmp_path / "sf").exists()
+    lite.write_bytes(b"sf3")
+    link = recipe.link_musescore(tmp_path / "sf", dry_run=False)
+    assert link.name == "MuseScore_General.sf3" and link.resolve() == lite.resolve()
+    assert recipe.link_musescore(tmp_path / "sf", dry_run=False) == link  # kept as it is
