@@ -52,9 +52,11 @@ def link_musescore(folder: Path, *, dry_run: bool) -> Path:
     link = folder / "MuseScore_General.sf3"
     if not dry_run and not link.exists():
         if not MUSESCORE_LITE.is_file():
-            raise SystemExit(f"error: {MUSESCORE_LITE} is missing; install Debian's "
-                             "musescore-general-soundfont-small")
+            print(f"error: {MUSESCORE_LITE} is missing; install Debian's "
+                  "musescore-general-soundfont-small", file=sys.stderr)
+            raise SystemExit(2)
         folder.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)  # a dangling link left by an earlier install
         link.symlink_to(MUSESCORE_LITE)
     return link
 

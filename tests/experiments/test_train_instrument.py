@@ -31,13 +31,20 @@ def test_without_drops_sets_and_refuses_unknown_keys(tmp_path, capsys):
     assert "fluidr3gm" in capsys.readouterr().err
 
 
-def test_musescore_is_rendered_through_a_link_with_the_shipped_name(tmp_path, monkeypatch):
+def test_musescore_is_rendered_through_a_link_with_the_shipped_name(tmp_path, monkeypatch,
+                                                                    capsys):
     lite = tmp_path / "MuseScore_General_Lite.sf3"
     monkeypatch.setattr(recipe, "MUSESCORE_LITE", lite)
-    with pytest.raises(SystemExit, match="musescore-general-soundfont-small"):
+    with pytest.raises(SystemExit) as stop:
         recipe.link_musescore(tmp_path / "sf", dry_run=False)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "musescore-general-soundfont-small" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "sf").exists()
     lite.write_bytes(b"sf3")
     link = recipe.link_musescore(tmp_path / "sf", dry_run=False)
     assert link.name == "MuseScore_General.sf3" and link.resolve() == lite.resolve()
     assert recipe.link_musescore(tmp_path / "sf", dry_run=False) == link  # kept as it is
+    link.unlink()
+    link.symlink_to(tmp_path / "gone.sf3")  # dangling: replaced, not an error
+    assert recipe.link_musescore(tmp_path / "sf", dry_run=False).resolve() == lite.resolve()
