@@ -156,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     jobs = clips_and_targets(args.data, args.clips, args.seed,
                              [m for m, _ in loaded] + judges)
     if args.loop:
-        jobs.append((LOOP, "loop", "vio"))
+        from dreamsound.engine.transfer import judge_knows
+        from dreamsound.models.concepts import find_concept
+
+        deaf = [m.name for m in [m for m, _ in loaded] + judges
+                if not judge_knows(m, find_concept("vio"))]
+        if deaf:  # a model without a violin class can neither dream it nor judge it
+            print(f"--loop skipped: no violin class in {', '.join(deaf)}")
+        else:
+            jobs.append((LOOP, "loop", "vio"))
     runs = [run_mode(mode, jobs, args, loaded, judges) for mode in args.modes.split(",")]
     command = ["python", "-m", "scripts.experiments.bench_transfer", *sys.argv[1:]]
     print(f"\n$ {shlex.join(command)}")

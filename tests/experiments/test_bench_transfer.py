@@ -1,0 +1,50 @@
+"""The transfer benchmark: modes parse, every dream is judged against the null baseline, and
+``--loop`` is left out (not crashed on) when a model has no violin class."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scripts.experiments import bench_transfer
+from tests.experiments.irmas_sets import write_training_set
+
+
+def test_modes_parse_into_dream_settings():
+    assert bench_transfer.parse_mode("exact") == {"style": "exact"}
+    assert bench_transfer.parse_mode("robust/samples/changes=2/rmse=6/step=1.0") == {
+        "style": "robust", "domain": "samples", "changes": 2, "max_rmse_db": 6.0,
+        "step_size": 1.0}
+
+
+def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) -> None:
+    data = write_training_set(tmp_path / "clips", {"flu": 1, "pia": 1, "vio": 1}, seconds=1.0)
+    out = tmp_path / "rows.json"
+    code = bench_transfer.main([str(data), "--clips", "2", "--loop", "--models", "debug",
+                                "--judges", "instrument", "--modes",
+                                "exact/steps=2,robust/changes=1/steps=2", "--threads", "1",
+                                "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert [s["mode"] for s in result["summaries"]] == ["exact/steps=2",
+                                                        "robust/changes=1/steps=2"]
+    for run in result["runs"]:
+        assert len(run["rows"]) == 3  # two clips and the loop
+        for row in run["rows"]:
+            assert row["target"] != row["true"]
+            verdict = row["judges"]["instrument"]
+            assert {"moved", "gain", "null_moved", "null_gain", "top_after"} <= set(verdict)
+    assert result["runs"][1]["config"]["changes"] == 1
+    assert "instrument rate (null)" in capsys.readouterr().out
+
+
+def test_loop_is_skipped_when_a_model_has_no_violin(tmp_path: Path, capsys) -> None:
+    data = write_training_set(tmp_path / "clips", {"gel": 1, "pia": 1}, seconds=1.0)
+    out = tmp_path / "rows.json"
+    code = bench_transfer.main([str(data), "--clips", "1", "--loop", "--models", "debug",
+                                "--judges", "musicnn-msd", "--modes", "exact/steps=1",
+                                "--threads", "1", "--json", str(out)])
+    assert code == 0
+    assert "--loop skipped: no violin class in musicnn-msd" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["runs"][0]["rows"]
+    assert [Path(r["clip"]).name for r in rows] == ["000__[pia][nod][cla]0000__1.wav"]
