@@ -14,6 +14,12 @@ there, with its manifest, is kept: the renders are deterministic), then ``dreams
 on all of them. ``--without fluidr3gm`` drops sets, e.g. to reproduce the FluidR3_GM fold with
 ``scripts/experiments/cross_soundfont.py``.
 
+``--keep 0.6`` adds a step that is not in the recipe (an experiment, measured in
+docs/instrument_experiments.md): ``scripts/data/select_renders.py`` keeps, per class and set, the
+60 % of the renders that YAMNet, a model trained on real recordings, finds most like their label,
+linked into ``WORK/render/train_l_keep60/<key>``, and the training runs on those (YAMNet's
+weights: ``--teacher``, or ``dreamsound models fetch yamnet`` once).
+
 The recipe (model card, *Reproduce*): 200 clips per class and sample set, seed 0, 40 %
 predominant-instrument mixtures, half of the piano, guitar and organ leads a single melodic
 line (``--line-share 0.5``: phrases cut from one-note recordings sound like that, and a model
@@ -86,6 +92,14 @@ def train_command(folders: Sequence[Path], out: Path, threads: int) -> list[str]
             str(out), "--epochs", "60", "--patience", "8", "--seed", "0", "--device", "cpu"]
 
 
+def select_command(folders: Sequence[Path], out: Path, keep: float, teacher: Path | None,
+                   threads: int) -> list[str]:
+    """``select_renders`` for the sets not selected yet."""
+    command = [sys.executable, "-m", "scripts.data.select_renders", *map(str, folders), "--out",
+               str(out), "--keep", f"{keep:g}", "--threads", str(threads)]
+    return command + (["--weights", str(teacher)] if teacher else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("work_data"),
@@ -96,8 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="set keys to leave out (e.g. fluidr3gm musescore_pia_tru)")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="training threads (default 2)")
+    parser.add_argument("--keep", type=float, default=1.0,
+                        help="share of each set's renders per class kept by YAMNet's view "
+                             "(default 1: all, no selection, the recipe)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="YAMNet weights for the selection (default: the cached download)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
     args = parser.parse_args(argv)
+    if not 0.0 < args.keep <= 1.0:
+        parser.error(f"--keep must be in (0, 1], got {args.keep}")
     sets = sample_sets(link_musescore(args.work / "soundfonts", dry_run=args.dry_run))
     unknown = set(args.without) - {s.key for s in sets}
     if unknown:
@@ -111,6 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(shlex.join(command))
         elif not (folder / "manifest.csv").is_file():
             subprocess.run(command, check=True)
+    if args.keep < 1.0:
+        selected_root = args.work / "render" / f"train_l_keep{round(args.keep * 100)}"
+        pending = folders if args.dry_run else [
+            f for f in folders if not (selected_root / f.name / "selection.csv").is_file()]
+        if pending:
+            command = select_command(pending, selected_root, args.keep, args.teacher,
+                                     args.threads)
+            if args.dry_run:
+                print(shlex.join(command))
+            else:
+                subprocess.run(command, check=True)
+        folders = [selected_root / f.name for f in folders]
     command = train_command(folders, args.out, args.threads)
     if args.dry_run:
         print(shlex.join(command))

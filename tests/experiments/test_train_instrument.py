@@ -16,8 +16,26 @@ def test_dry_run_prints_every_render_and_the_training(tmp_path, capsys):
     assert all("--line-share 0.5" in line and "--seed 0" in line for line in renders)
     assert "--classes pia tru" in renders[-1] and "--classes" not in " ".join(renders[:-1])
     assert train.startswith("dreamsound --threads 2 train ")
-    assert train.count(str(tmp_path / "render" / "train_l")) == 7
+    assert train.count(f"{tmp_path}/render/train_l/") == 7
     assert not (tmp_path / "render").exists()  # nothing run, nothing written
+
+
+def test_keep_selects_renders_before_training_and_bad_keeps_are_refused(tmp_path, capsys):
+    recipe.main(["--work", str(tmp_path), "--keep", "0.6", "--teacher", "y.h5", "--dry-run"])
+    select, train = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "scripts.data.select_renders" in select and "--keep 0.6" in select
+    assert "--weights y.h5" in select and select.count(f"{tmp_path}/render/train_l/") == 7
+    assert train.count(f"{tmp_path}/render/train_l_keep60/") == 7
+    for bad in ("0", "1.5"):
+        with pytest.raises(SystemExit) as stop:
+            recipe.main(["--work", str(tmp_path), "--keep", bad, "--dry-run"])
+        assert stop.value.code == 2
+        assert "--keep must be in (0, 1]" in capsys.readouterr().err
+    for bad in ("0", "1.5"):
+        with pytest.raises(SystemExit) as stop:
+            recipe.main(["--work", str(tmp_path), "--keep", bad, "--dry-run"])
+        assert stop.value.code == 2
+        assert "--keep must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_without_drops_sets_and_refuses_unknown_keys(tmp_path, capsys):
