@@ -17,7 +17,7 @@ on all of them. ``--without fluidr3gm`` drops sets, e.g. to reproduce the FluidR
 ``--keep 0.6`` adds a step that is not in the recipe (an experiment, measured in
 docs/instrument_experiments.md): ``scripts/data/select_renders.py`` keeps, per class and set, the
 60 % of the renders that YAMNet, a model trained on real recordings, finds most like their label,
-linked into ``WORK/render/train_l_keep60/<key>``, and the training runs on those (YAMNet's
+linked into ``WORK/render/train_l_keep0.6/<key>``, and the training runs on those (YAMNet's
 weights: ``--teacher``, or ``dreamsound models fetch yamnet`` once).
 
 The recipe (model card, *Reproduce*): 200 clips per class and sample set, seed 0, 40 %
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not (folder / "manifest.csv").is_file():
             subprocess.run(command, check=True)
     if args.keep < 1.0:
-        selected_root = args.work / "render" / f"train_l_keep{round(args.keep * 100)}"
+        selected_root = args.work / "render" / f"train_l_keep{args.keep:g}"
         pending = folders if args.dry_run else [
             f for f in folders if not (selected_root / f.name / "selection.csv").is_file()]
         if pending:

@@ -25,7 +25,7 @@ def test_keep_selects_renders_before_training_and_bad_keeps_are_refused(tmp_path
     select, train = capsys.readouterr().out.strip().splitlines()[-2:]
     assert "scripts.data.select_renders" in select and "--keep 0.6" in select
     assert "--weights y.h5" in select and select.count(f"{tmp_path}/render/train_l/") == 7
-    assert train.count(f"{tmp_path}/render/train_l_keep60/") == 7
+    assert train.count(f"{tmp_path}/render/train_l_keep0.6/") == 7
     for bad in ("0", "1.5"):
         with pytest.raises(SystemExit) as stop:
             recipe.main(["--work", str(tmp_path), "--keep", bad, "--dry-run"])
