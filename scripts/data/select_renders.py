@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import torch
 
 from dreamsound.audio import load_audio
 from dreamsound.data.irmas import IRMAS_CODES
+from dreamsound.errors import DreamsoundError
 from dreamsound.models.concepts import CONCEPTS, concept_indices
 from dreamsound.models.registry import load_model
 
@@ -69,10 +71,12 @@ def select_set(model, folder: Path, out: Path, keep: float) -> tuple[int, int]:
     items = [(label, path) for label, code in enumerate(IRMAS_CODES)
              for path in sorted((folder / code).glob("*.wav"))]
     if not items:
-        raise SystemExit(f"error: no wavs in class folders under {folder}")
+        print(f"error: no wavs in class folders under {folder}", file=sys.stderr)
+        raise SystemExit(2)
     margins = concept_margins(model, items)
     kept = kept_rows([label for label, _ in items], [p.name for _, p in items], margins, keep)
     temporary = out.with_name(out.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)  # left by an interrupted run
     for row in sorted(kept):
         label, path = items[row]
         link = temporary / IRMAS_CODES[label] / path.name
@@ -114,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / folder.name).exists():
             parser.error(f"{args.out / folder.name} exists; remove it or choose another --out")
     torch.set_num_threads(args.threads)
-    model = load_model("yamnet", weights=args.weights, device="cpu")
+    try:
+        model = load_model("yamnet", weights=args.weights, device="cpu")
+    except DreamsoundError as exc:  # missing or broken weights: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for folder in args.sets:
         kept, total = select_set(model, folder, args.out / folder.name, args.keep)
         print(f"{folder.name}: kept {kept} of {total} clips -> {args.out / folder.name}")

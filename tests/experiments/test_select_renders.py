@@ -62,3 +62,25 @@ def test_selects_the_clips_yamnet_hears_as_their_label(tmp_path: Path, yamnet_h5
     with pytest.raises(SystemExit):  # never mixes into an earlier selection
         select_renders.main(argv)
     assert "exists" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path: Path, yamnet_h5: Path,
+                                                          capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "selected"
+    code = select_renders.main([str(empty), "--out", str(out), "--weights",
+                                str(tmp_path / "missing.h5"), "--threads", "1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and "missing.h5" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as stop:
+        select_renders.main([str(empty), "--out", str(out), "--keep", "0", "--threads", "1"])
+    assert stop.value.code == 2 and not out.exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # a folder with no clips
+        select_renders.main([str(empty), "--out", str(out), "--weights", str(yamnet_h5),
+                             "--threads", "1"])
+    assert stop.value.code == 2 and "no wavs" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
