@@ -66,13 +66,15 @@ def kept_rows(labels: list[int], names: list[str], margins: np.ndarray, keep: fl
     return kept
 
 
-def select_set(model, folder: Path, out: Path, keep: float) -> tuple[int, int]:
-    """Select one rendered set into ``out`` (must not exist yet); ``(kept, total)`` clips."""
-    items = [(label, path) for label, code in enumerate(IRMAS_CODES)
-             for path in sorted((folder / code).glob("*.wav"))]
-    if not items:
-        print(f"error: no wavs in class folders under {folder}", file=sys.stderr)
-        raise SystemExit(2)
+def class_items(folder: Path) -> list[tuple[int, Path]]:
+    """``(label, wav path)`` of every clip in a set's class folders, in IRMAS order."""
+    return [(label, path) for label, code in enumerate(IRMAS_CODES)
+            for path in sorted((folder / code).glob("*.wav"))]
+
+
+def select_set(model, folder: Path, items: list[tuple[int, Path]], out: Path, keep: float
+               ) -> tuple[int, int]:
+    """Select one rendered set's ``items`` into ``out`` (must not exist yet); ``(kept, total)``."""
     margins = concept_margins(model, items)
     kept = kept_rows([label for label, _ in items], [p.name for _, p in items], margins, keep)
     temporary = out.with_name(out.name + ".partial")
@@ -114,18 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 < args.keep <= 1.0:
         parser.error(f"--keep must be in (0, 1], got {args.keep}")
+    # Every set is checked before anything is computed or written.
+    items = {}
     for folder in args.sets:
         if (args.out / folder.name).exists():
             parser.error(f"{args.out / folder.name} exists; remove it or choose another --out")
+        items[folder] = class_items(folder)
+        if not items[folder]:
+            parser.error(f"no wavs in class folders under {folder}")
     torch.set_num_threads(args.threads)
     try:
         model = load_model("yamnet", weights=args.weights, device="cpu")
-    except DreamsoundError as exc:  # missing or broken weights: one line, not a traceback
+        for folder in args.sets:
+            kept, total = select_set(model, folder, items[folder], args.out / folder.name,
+                                     args.keep)
+            print(f"{folder.name}: kept {kept} of {total} clips -> {args.out / folder.name}")
+    except DreamsoundError as exc:  # missing weights, an unreadable clip: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for folder in args.sets:
-        kept, total = select_set(model, folder, args.out / folder.name, args.keep)
-        print(f"{folder.name}: kept {kept} of {total} clips -> {args.out / folder.name}")
     return 0
 
 

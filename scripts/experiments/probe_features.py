@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/bench/bench_griffinlim.py
@@ -66,7 +67,8 @@ def embed(model, name: str, layer: str, folder: Path, cache: Path
         items = [(label, path) for label, code in enumerate(IRMAS_CODES)
                  for path in sorted((folder / code).glob("*.wav"))]
         if not items:
-            raise SystemExit(f"no wavs in class folders under {folder}")
+            print(f"error: no wavs in class folders under {folder}", file=sys.stderr)
+            raise SystemExit(2)
         features: dict[str, list[torch.Tensor]] = {}
         for _, path in items:
             wave = torch.from_numpy(load_audio(path, sample_rate=model.sample_rate))

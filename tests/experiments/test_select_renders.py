@@ -68,8 +68,11 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path: Path, yamnet
                                                           capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
+    good = tmp_path / "good"
+    (good / "pia").mkdir(parents=True)
+    sf.write(good / "pia" / "a.wav", np.zeros(16000, np.float32), 16000)
     out = tmp_path / "selected"
-    code = select_renders.main([str(empty), "--out", str(out), "--weights",
+    code = select_renders.main([str(good), "--out", str(out), "--weights",
                                 str(tmp_path / "missing.h5"), "--threads", "1"])
     assert code == 2
     err = capsys.readouterr().err.strip()
@@ -79,8 +82,14 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path: Path, yamnet
         select_renders.main([str(empty), "--out", str(out), "--keep", "0", "--threads", "1"])
     assert stop.value.code == 2 and not out.exists()
     capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:  # a folder with no clips
-        select_renders.main([str(empty), "--out", str(out), "--weights", str(yamnet_h5),
-                             "--threads", "1"])
+    with pytest.raises(SystemExit) as stop:  # an empty set after a good one: nothing written
+        select_renders.main([str(good), str(empty), "--out", str(out), "--weights",
+                             str(yamnet_h5), "--threads", "1"])
     assert stop.value.code == 2 and "no wavs" in capsys.readouterr().err
+    assert not out.exists()
+    (good / "pia" / "b.wav").write_bytes(b"not audio")  # an unreadable clip: one line, exit 2
+    assert select_renders.main([str(good), "--out", str(out), "--weights", str(yamnet_h5),
+                                "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
