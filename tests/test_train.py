@@ -255,5 +255,76 @@ def test_cli_train_defaults_match_the_library():
     library = inspect.signature(train_module.train).parameters
     command = typer.main.get_command(cli.app).commands["train"]
     cli_defaults = {p.name: p.default for p in command.params}
-    for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed"):
+    for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed", "distil"):
         assert cli_defaults[name] == library[name].default, name
+
+
+def _write_teacher(folder: Path, logits_for) -> None:
+    """A ``teacher.csv`` for every clip of ``folder``; ``logits_for(code, name)`` -> 11 logits."""
+    from dreamsound.data.irmas import IRMAS_CODES
+
+    lines = ["class,file," + ",".join(IRMAS_CODES)]
+    for wav in sorted(folder.glob("*/*.wav")):
+        code = wav.parent.name
+        lines.append(f"{code},{wav.name}," + ",".join(f"{v:g}" for v in logits_for(code,
+                                                                                   wav.name)))
+    (folder / "teacher.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_teacher_targets_follow_the_teacher_over_the_model_classes(tmp_path):
+    from dreamsound.data.irmas import IRMAS_CODES
+    from dreamsound.train.data import DISTIL_TEMPERATURE, LoadedClip, teacher_targets
+
+    folder = make_set(tmp_path / "set", per_class=2)
+
+    def logits_for(code: str, name: str) -> list[float]:
+        values = [0.0] * len(IRMAS_CODES)
+        values[IRMAS_CODES.index("flu")] = 4.0 if code == "cel" else 0.0  # cellos "sound" flute
+        values[IRMAS_CODES.index("vio")] = 50.0  # a class the model lacks: must not count
+        return values
+
+    _write_teacher(folder, logits_for)
+    clips = [LoadedClip(torch.zeros(1, 1), 1, 0, "g", path)
+             for path in sorted((folder / "cel").glob("*.wav"))]
+    soft = teacher_targets(clips, ["cel", "flu", "gac"], [folder])
+    assert soft.shape == (2, 3)
+    flute = np.exp(4.0 / DISTIL_TEMPERATURE)
+    assert soft[0].tolist() == pytest.approx([1 / (flute + 2), flute / (flute + 2),
+                                              1 / (flute + 2)])
+    # A clip the teacher never saw, or a set without a teacher file, is a clear error.
+    stranger = LoadedClip(torch.zeros(1, 1), 1, 0, "g", tmp_path / "elsewhere.wav")
+    with pytest.raises(DataError, match="no row"):
+        teacher_targets([stranger], ["cel"], [folder])
+    with pytest.raises(DataError, match=r"teacher\.csv is missing"):
+        teacher_targets(clips, ["cel"], [tmp_path])
+
+
+def test_distillation_pulls_the_model_toward_the_teacher(tmp_path):
+    # The teacher calls every "cel" clip a flute. With distil 0.9 the model's cello windows are
+    # taught mostly "flute", so its flute score on cellos ends far above a labels-only model's.
+    from dreamsound.data.irmas import IRMAS_CODES
+
+    folder = make_set(tmp_path / "set", per_class=12)
+
+    def logits_for(code: str, name: str) -> list[float]:
+        values = [-5.0] * len(IRMAS_CODES)
+        values[IRMAS_CODES.index("flu" if code == "cel" else code)] = 5.0
+        return values
+
+    _write_teacher(folder, logits_for)
+    kwargs = dict(epochs=4, patience=4, batch_size=32, crops_per_clip=8, architecture=SMALL,
+                  augmentation=LIGHT, device="cpu", seed=0)
+    plain = train(folder, tmp_path / "plain", **kwargs)
+    taught = train(folder, tmp_path / "taught", distil=0.9, **kwargs)
+    assert json.loads(taught.log_path.read_text())["settings"]["distil"] == 0.9
+    rng = np.random.default_rng(5)
+    cello = torch.tensor(_clip("cel", rng, 3.0).mean(axis=1)[::2].copy(), dtype=torch.float32)
+    scores = {}
+    for name, result in (("plain", plain), ("taught", taught)):
+        model = dreamsound.load_model("instrument", weights=result.weights_path, device="cpu")
+        with torch.no_grad():
+            scores[name] = model(cello).clip_scores
+    assert scores["plain"].argmax() == 0  # cello
+    assert scores["taught"][1] > scores["plain"][1] + 0.3  # the teacher's flute
+    with pytest.raises(ValueError, match="distil"):
+        train(folder, tmp_path / "bad", distil=1.0, **kwargs)

@@ -36,6 +36,10 @@ def train(
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.9,
                                                 help="Share of songs held out.")] = 0.15,
     seed: Annotated[int, typer.Option("--seed", help="Fixes split, init and augmentation.")] = 0,
+    distil: Annotated[float, typer.Option(
+        "--distil", min=0.0, max=0.99,
+        help="Share of each target taken from a teacher's view of the clip (each folder's "
+             "teacher.csv, written by scripts/data/teacher_targets.py); 0: labels only.")] = 0.0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -71,7 +75,7 @@ def train(
 
         result = run_train(data_dirs, out, epochs=epochs, batch_size=batch_size, lr=lr,
                            val_fraction=val_fraction, seed=seed, patience=patience,
-                           device=device, progress=progress)
+                           distil=distil, device=device, progress=progress)
     if as_json:
         print_json(result.to_json())
         return

@@ -14,13 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamsound.data.irmas import TrainingExcerpt
-from dreamsound.errors import DreamsoundError
+from dreamsound.data.irmas import IRMAS_CODES, TrainingExcerpt
+from dreamsound.errors import DataError, DreamsoundError
 from dreamsound.models.instrument import FRONT_END
 from dreamsound.spectral import FrontEndConfig, LogMelFrontEnd
 from dreamsound.train.progress import ProgressCallback, TrainProgress
 
 log = logging.getLogger(__name__)
+
+#: A set's teacher view (one row per clip: class, file, one logit per IRMAS code), written by
+#: ``scripts/data/teacher_targets.py`` and read by :func:`read_teacher`.
+TEACHER_FILE = "teacher.csv"
 
 
 @dataclass
@@ -119,3 +123,56 @@ def random_windows(clips: Sequence[LoadedClip], chosen: Sequence[int], frames: i
         start = int(rng.integers(0, room))
         windows.append(clip.log_mel[start:start + frames].float())
     return torch.stack(windows), torch.tensor([clips[i].label for i in chosen])
+
+
+def read_teacher(folders: Sequence[Path]) -> dict[Path, np.ndarray]:
+    """Every clip's teacher logits (one per IRMAS code) from each folder's ``teacher.csv``,
+    keyed by the clip's resolved path.
+
+    Raises
+    ------
+    DataError
+        A folder has no ``teacher.csv`` or one that cannot be read.
+    """
+    views: dict[Path, np.ndarray] = {}
+    for folder in folders:
+        path = Path(folder) / TEACHER_FILE
+        if not path.is_file():
+            raise DataError(f"{path} is missing: distillation needs each set's teacher view "
+                            "(python -m scripts.data.teacher_targets SET ...)")
+        try:
+            with open(path, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    clip = (Path(folder) / row["class"] / row["file"]).resolve()
+                    views[clip] = np.array([float(row[c]) for c in IRMAS_CODES])
+        except (OSError, KeyError, ValueError, csv.Error) as exc:
+            raise DataError(f"{path}: not a teacher file ({exc})") from None
+    return views
+
+
+#: Temperature of the teacher's softmax (Hinton et al. 2015, "Distilling the knowledge in a
+#: neural network", used 1-20; 2 keeps the second-best class visible without flattening the rest).
+DISTIL_TEMPERATURE = 2.0
+
+
+def teacher_targets(clips: Sequence[LoadedClip], class_codes: Sequence[str],
+                    folders: Sequence[Path]) -> torch.Tensor:
+    """``[len(clips), len(class_codes)]``: each clip's teacher distribution over the model's
+    classes, ``softmax(logits / DISTIL_TEMPERATURE)`` (:func:`read_teacher`).
+
+    Raises
+    ------
+    DataError
+        A clip has no row in its folder's ``teacher.csv`` (the set changed since it was made).
+    """
+    views = read_teacher(folders)
+    columns = [IRMAS_CODES.index(code) for code in class_codes]
+    rows = []
+    for clip in clips:
+        view = views.get(Path(clip.path).resolve())
+        if view is None:
+            raise DataError(f"{clip.path} has no row in its set's {TEACHER_FILE}: run "
+                            "scripts/data/teacher_targets.py on the set again")
+        rows.append(view[columns])
+    logits = torch.tensor(np.array(rows), dtype=torch.float32)
+    return torch.softmax(logits / DISTIL_TEMPERATURE, dim=1)

@@ -25,7 +25,13 @@ from dreamsound.data.irmas import IRMAS_CODES, TrainingExcerpt, read_training_se
 from dreamsound.errors import DataError, DreamsoundError, OutputError
 from dreamsound.models.instrument import Architecture, new_model, save_weights_file
 from dreamsound.train.augmentation import Augmentation, augment, mixup
-from dreamsound.train.data import load_clips, manifest_summary, random_windows, split_by_group
+from dreamsound.train.data import (
+    load_clips,
+    manifest_summary,
+    random_windows,
+    split_by_group,
+    teacher_targets,
+)
 from dreamsound.train.metrics import choose_threshold, clip_scores
 from dreamsound.train.progress import ProgressCallback, TrainProgress
 
@@ -105,8 +111,8 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
           val_fraction: float = 0.15, seed: int = 0, patience: int = DEFAULT_PATIENCE,
           device: str | torch.device | None = None,
           architecture: Architecture | None = None, augmentation: Augmentation | None = None,
-          crops_per_clip: int = 1, weight_decay: float = 1e-4, threads: int = 2,
-          progress: ProgressCallback | None = None) -> TrainResult:
+          crops_per_clip: int = 1, weight_decay: float = 1e-4, distil: float = 0.0,
+          threads: int = 2, progress: ProgressCallback | None = None) -> TrainResult:
     """Train an instrument CNN on IRMAS-layout folder(s) and write it to ``out_dir``.
 
     Parameters
@@ -139,6 +145,11 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
         Random windows taken from each excerpt per epoch.
     weight_decay : float
         L2 penalty in Adam.
+    distil : float
+        Share of the target taken from a teacher, in [0, 1): each window's target is
+        ``(1 - distil) * label + distil * softmax(teacher logits / DISTIL_TEMPERATURE)`` over the
+        model's classes, the teacher's logits read from each folder's ``teacher.csv``
+        (``scripts/data/teacher_targets.py``: YAMNet's view of the clip). 0 (default): labels only.
     threads : int
         Threads that decode files.
     progress : callable, optional
@@ -164,6 +175,8 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
         raise ValueError("epochs, batch_size, crops_per_clip and patience must be >= 1")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0.0 <= distil < 1.0:
+        raise ValueError(f"distil must be in [0, 1), got {distil}")
     folders = [Path(data_dir)] if isinstance(data_dir, str | Path) else [Path(d) for d in
                                                                           data_dir]
     if not folders:
@@ -196,6 +209,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
                         "each class needs at least two songs/files)")
     train_clips = [clips[i] for i in train_idx]
     val_clips = [clips[i] for i in val_idx]
+    soft_targets = teacher_targets(train_clips, codes, folders) if distil > 0 else None
     load_seconds = time.perf_counter() - started
 
     # -- model -----------------------------------------------------------------------------
@@ -228,6 +242,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "val_fraction": val_fraction, "seed": seed, "patience": patience,
                 "crops_per_clip": crops_per_clip, "weight_decay": weight_decay,
+                "distil": distil,
                 "augmentation": asdict(augmentation), "device": str(dev),
                 "dreamsound_version": __version__}
     history: list[dict[str, Any]] = []
@@ -269,6 +284,8 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
                 batch = augment(batch, batch_labels, augmentation, front.log_offset, generator,
                                 frame_s=front.hop_length / front.sample_rate)
                 targets = F.one_hot(batch_labels, len(codes)).float()
+                if soft_targets is not None:
+                    targets = (1 - distil) * targets + distil * soft_targets[chosen]
                 if augmentation.mixup_prob > 0:
                     batch, targets = mixup(batch, targets, augmentation, front.log_offset,
                                            generator)

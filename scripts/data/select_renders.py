@@ -42,17 +42,25 @@ from dreamsound.models.concepts import CONCEPTS, concept_indices
 from dreamsound.models.registry import load_model
 
 
-def concept_margins(model, items: list[tuple[int, Path]]) -> np.ndarray:
-    """The margin (module docstring) of each ``(label, wav path)``, in YAMNet logit units."""
+def concept_logits(model, items: list[tuple[int, Path]]) -> np.ndarray:
+    """``[N, 11]``: per ``(label, wav path)`` and IRMAS concept (``CONCEPTS`` order), the
+    highest of the concept's AudioSet logits, averaged over the clip's patches first."""
     columns = [concept_indices(c, model.class_names, ()) for c in CONCEPTS]
-    margins = np.empty(len(items))
-    for row, (label, path) in enumerate(items):
+    values = np.empty((len(items), len(columns)))
+    for row, (_, path) in enumerate(items):
         wave = torch.from_numpy(load_audio(path, sample_rate=model.sample_rate))
         with torch.inference_mode():
             logits = model(wave).logits.mean(0)
-        per_concept = torch.stack([logits[c].max() for c in columns])
-        others = torch.cat([per_concept[:label], per_concept[label + 1:]])
-        margins[row] = float(per_concept[label] - others.max())
+        values[row] = [float(logits[c].max()) for c in columns]
+    return values
+
+
+def concept_margins(model, items: list[tuple[int, Path]]) -> np.ndarray:
+    """The margin (module docstring) of each ``(label, wav path)``, in YAMNet logit units."""
+    logits = concept_logits(model, items)
+    margins = np.empty(len(items))
+    for row, (label, _) in enumerate(items):
+        margins[row] = logits[row, label] - np.delete(logits[row], label).max()
     return margins
 
 

@@ -125,7 +125,7 @@ def run_folds(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = train(train_dirs, out, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, patience=args.patience,
-                       crops_per_clip=args.crops_per_clip, device="cpu",
+                       crops_per_clip=args.crops_per_clip, distil=args.distil, device="cpu",
                        progress=_printer(f"[-{test_font}]"))
         model = load_weights_file(result.weights_path)
         held = evaluate_folder(model, args.test_root / test_font)
@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--lr", type=float, default=3e-3)
     folds.add_argument("--crops-per-clip", type=int, default=1)
     folds.add_argument("--seed", type=int, default=0)
+    folds.add_argument("--distil", type=float, default=0.0,
+                       help="share of each target from the sets' teacher.csv (dreamsound train "
+                            "--distil)")
     evaluate = sub.add_parser("evaluate", help="top-1 of a trained model on rendered test sets")
     evaluate.add_argument("--weights", type=Path, nargs="+", required=True,
                           help="model file(s); several are averaged (mean clip score)")

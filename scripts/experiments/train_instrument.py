@@ -18,7 +18,10 @@ on all of them. ``--without fluidr3gm`` drops sets, e.g. to reproduce the FluidR
 docs/instrument_experiments.md): ``scripts/data/select_renders.py`` keeps, per class and set, the
 60 % of the renders that YAMNet, a model trained on real recordings, finds most like their label,
 linked into ``WORK/render/train_l_keep0.6/<key>``, and the training runs on those (YAMNet's
-weights: ``--teacher``, or ``dreamsound models fetch yamnet`` once).
+weights: ``--teacher``, or ``dreamsound models fetch yamnet`` once). ``--distil 0.5`` (another
+experiment) has ``scripts/data/teacher_targets.py`` write YAMNet's view of every clip next to
+each set (``teacher.csv``) and trains toward it as well as the label (``dreamsound train
+--distil``).
 
 The recipe (model card, *Reproduce*): 200 clips per class and sample set, seed 0, 40 %
 predominant-instrument mixtures, half of the piano, guitar and organ leads a single melodic
@@ -36,6 +39,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from dreamsound.train.data import TEACHER_FILE
 
 #: Debian's ``musescore-general-soundfont-small`` installs this file. The recipe renders it through
 #: a link named ``MuseScore_General.sf3`` (see :func:`link_musescore`): clip names come from the
@@ -86,10 +91,19 @@ def render_command(sample_set: SampleSet, out: Path, workers: int) -> list[str]:
     return command
 
 
-def train_command(folders: Sequence[Path], out: Path, threads: int) -> list[str]:
+def train_command(folders: Sequence[Path], out: Path, threads: int, distil: float = 0.0
+                  ) -> list[str]:
     """``dreamsound train`` with the recipe's settings."""
-    return ["dreamsound", "--threads", str(threads), "train", *map(str, folders), "--out",
-            str(out), "--epochs", "60", "--patience", "8", "--seed", "0", "--device", "cpu"]
+    command = ["dreamsound", "--threads", str(threads), "train", *map(str, folders), "--out",
+               str(out), "--epochs", "60", "--patience", "8", "--seed", "0", "--device", "cpu"]
+    return command + (["--distil", f"{distil:g}"] if distil else [])
+
+
+def teacher_command(folders: Sequence[Path], teacher: Path | None, threads: int) -> list[str]:
+    """``teacher_targets`` for the sets that have no ``teacher.csv`` yet."""
+    command = [sys.executable, "-m", "scripts.data.teacher_targets", *map(str, folders),
+               "--threads", str(threads)]
+    return command + (["--weights", str(teacher)] if teacher else [])
 
 
 def select_command(folders: Sequence[Path], out: Path, keep: float, teacher: Path | None,
@@ -113,12 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=1.0,
                         help="share of each set's renders per class kept by YAMNet's view "
                              "(default 1: all, no selection, the recipe)")
+    parser.add_argument("--distil", type=float, default=0.0,
+                        help="share of each target from YAMNet's view of the clip (dreamsound "
+                             "train --distil; default 0: labels only, the recipe)")
     parser.add_argument("--teacher", type=Path, default=None,
-                        help="YAMNet weights for the selection (default: the cached download)")
+                        help="YAMNet weights for --keep and --distil (default: the cached "
+                             "download)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run none")
     args = parser.parse_args(argv)
     if not 0.0 < args.keep <= 1.0:
         parser.error(f"--keep must be in (0, 1], got {args.keep}")
+    if not 0.0 <= args.distil < 1.0:
+        parser.error(f"--distil must be in [0, 1), got {args.distil}")
     sets = sample_sets(link_musescore(args.work / "soundfonts", dry_run=args.dry_run))
     unknown = set(args.without) - {s.key for s in sets}
     if unknown:
@@ -144,7 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 subprocess.run(command, check=True)
         folders = [selected_root / f.name for f in folders]
-    command = train_command(folders, args.out, args.threads)
+    if args.distil:
+        pending = folders if args.dry_run else [f for f in folders
+                                                if not (f / TEACHER_FILE).is_file()]
+        if pending:
+            command = teacher_command(pending, args.teacher, args.threads)
+            if args.dry_run:
+                print(shlex.join(command))
+            else:
+                subprocess.run(command, check=True)
+    command = train_command(folders, args.out, args.threads, args.distil)
     if args.dry_run:
         print(shlex.join(command))
         return 0

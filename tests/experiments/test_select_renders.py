@@ -93,3 +93,40 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path: Path, yamnet
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_teacher_file_holds_the_concept_logits_of_every_clip(tmp_path: Path, yamnet_h5: Path,
+                                                            capsys) -> None:
+    from dreamsound.data.irmas import IRMAS_CODES
+    from scripts.data import teacher_targets
+
+    rate = 16000
+    t = np.arange(3 * rate) / rate
+    rendered = tmp_path / "myset"
+    for name, freq in (("pia/a.wav", 262), ("flu/b.wav", 523)):
+        (rendered / name).parent.mkdir(parents=True, exist_ok=True)
+        wave = np.sin(2 * np.pi * freq * t) * (np.exp(-3 * (t % 0.5)) if "pia" in name else 1)
+        sf.write(rendered / name, (0.3 * wave).astype(np.float32), rate)
+    assert teacher_targets.main([str(rendered), "--weights", str(yamnet_h5), "--threads",
+                                 "1"]) == 0
+    assert "myset: 2 clips" in capsys.readouterr().out
+    with open(rendered / "teacher.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["class"], r["file"]) for r in rows] == [("flu", "b.wav"), ("pia", "a.wav")]
+    logits = np.array([[float(r[c]) for c in IRMAS_CODES] for r in rows])
+    # The margins select_renders ranks by are the same numbers seen from the label.
+    from dreamsound.models.registry import load_model
+
+    model = load_model("yamnet", weights=yamnet_h5, device="cpu")
+    items = select_renders.class_items(rendered)
+    margins = select_renders.concept_margins(model, items)
+    for row, (label, _) in enumerate(items):
+        assert margins[row] == pytest.approx(logits[row, label] - np.delete(logits[row],
+                                                                          label).max(), abs=1e-3)
+    assert not list(rendered.glob("*.partial"))
+    # A folder with no clips is refused before anything is written.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit):
+        teacher_targets.main([str(empty), "--weights", str(yamnet_h5)])
+    assert not (empty / "teacher.csv").exists()

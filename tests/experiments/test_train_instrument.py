@@ -31,11 +31,22 @@ def test_keep_selects_renders_before_training_and_bad_keeps_are_refused(tmp_path
             recipe.main(["--work", str(tmp_path), "--keep", bad, "--dry-run"])
         assert stop.value.code == 2
         assert "--keep must be in (0, 1]" in capsys.readouterr().err
-    for bad in ("0", "1.5"):
+
+
+def test_distil_writes_the_teacher_view_before_training_and_bad_shares_are_refused(tmp_path,
+                                                                                  capsys):
+    recipe.main(["--work", str(tmp_path), "--distil", "0.5", "--teacher", "y.h5", "--dry-run"])
+    teacher, train = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "scripts.data.teacher_targets" in teacher and "--weights y.h5" in teacher
+    assert teacher.count(f"{tmp_path}/render/train_l/") == 7
+    assert train.endswith("--distil 0.5") and train.count(f"{tmp_path}/render/train_l/") == 7
+    for bad in ("-0.1", "1"):
         with pytest.raises(SystemExit) as stop:
-            recipe.main(["--work", str(tmp_path), "--keep", bad, "--dry-run"])
+            recipe.main(["--work", str(tmp_path), "--distil", bad, "--dry-run"])
         assert stop.value.code == 2
-        assert "--keep must be in (0, 1]" in capsys.readouterr().err
+        assert "--distil must be in [0, 1)" in capsys.readouterr().err
+    recipe.main(["--work", str(tmp_path), "--dry-run"])
+    assert "teacher_targets" not in capsys.readouterr().out  # the recipe: labels only
 
 
 def test_without_drops_sets_and_refuses_unknown_keys(tmp_path, capsys):
