@@ -241,6 +241,7 @@ def test_cli_train(tiny_set, tmp_path):
     bad = runner.invoke(app, ["train", str(empty), "--out", str(tmp_path / "x"), "--quiet"])
     assert bad.exit_code == 2
     assert "is empty" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "x").exists()  # bad data leaves no output folder behind
 
 
 def test_cli_train_defaults_match_the_library():
@@ -328,3 +329,8 @@ def test_distillation_pulls_the_model_toward_the_teacher(tmp_path):
     assert scores["taught"][1] > scores["plain"][1] + 0.3  # the teacher's flute
     with pytest.raises(ValueError, match="distil"):
         train(folder, tmp_path / "bad", distil=1.0, **kwargs)
+    # A set without its teacher file: one clear error, and no output folder left behind.
+    bare = make_set(tmp_path / "bare", per_class=2)
+    with pytest.raises(DataError, match=r"teacher\.csv is missing"):
+        train(bare, tmp_path / "never", distil=0.5, **kwargs)
+    assert not (tmp_path / "never").exists()

@@ -182,10 +182,6 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     if not folders:
         raise DataError("no data folder given")
     out = Path(out_dir).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {out}: {exc.strerror}") from None
     dev = resolve_device(device)
     augmentation = augmentation or Augmentation()
     started = time.perf_counter()
@@ -211,6 +207,11 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     val_clips = [clips[i] for i in val_idx]
     soft_targets = teacher_targets(train_clips, codes, folders) if distil > 0 else None
     load_seconds = time.perf_counter() - started
+    # Created only once the data is known to be usable: bad data leaves no empty folder behind.
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: {exc.strerror}") from None
 
     # -- model -----------------------------------------------------------------------------
     torch.manual_seed(seed)
