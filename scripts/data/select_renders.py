@@ -28,6 +28,7 @@ import csv
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see dreamsound.threads
@@ -113,6 +114,21 @@ def select_set(model, folder: Path, items: list[tuple[int, Path]], out: Path, ke
     return len(kept), len(items)
 
 
+def with_yamnet(sets: list[Path], weights: Path | None, threads: int,
+                work: Callable[[object, Path], str]) -> int:
+    """Load YAMNet once and run ``work(model, set)`` on each set, printing the line it returns;
+    a missing weights file or an unreadable clip is one line on stderr and exit code 2."""
+    torch.set_num_threads(threads)
+    try:
+        model = load_model("yamnet", weights=weights, device="cpu")
+        for folder in sets:
+            print(work(model, folder))
+    except DreamsoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="+", type=Path, help="rendered sets (IRMAS layout)")
@@ -132,17 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         items[folder] = class_items(folder)
         if not items[folder]:
             parser.error(f"no wavs in class folders under {folder}")
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_model("yamnet", weights=args.weights, device="cpu")
-        for folder in args.sets:
-            kept, total = select_set(model, folder, items[folder], args.out / folder.name,
-                                     args.keep)
-            print(f"{folder.name}: kept {kept} of {total} clips -> {args.out / folder.name}")
-    except DreamsoundError as exc:  # missing weights, an unreadable clip: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    def select(model, folder: Path) -> str:
+        kept, total = select_set(model, folder, items[folder], args.out / folder.name, args.keep)
+        return f"{folder.name}: kept {kept} of {total} clips -> {args.out / folder.name}"
+
+    return with_yamnet(args.sets, args.weights, args.threads, select)
 
 
 if __name__ == "__main__":

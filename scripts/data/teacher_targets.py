@@ -27,13 +27,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see dreamsound.threads
 
-import torch
-
 from dreamsound.data.irmas import IRMAS_CODES
-from dreamsound.errors import DreamsoundError
-from dreamsound.models.registry import load_model
 from dreamsound.train.data import TEACHER_FILE
-from scripts.data.select_renders import class_items, concept_logits
+from scripts.data.select_renders import class_items, concept_logits, with_yamnet
 
 
 def write_teacher(model, folder: Path, items: list[tuple[int, Path]]) -> Path:
@@ -62,16 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         items[folder] = class_items(folder)
         if not items[folder]:
             parser.error(f"no wavs in class folders under {folder}")
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_model("yamnet", weights=args.weights, device="cpu")
-        for folder in args.sets:
-            path = write_teacher(model, folder, items[folder])
-            print(f"{folder.name}: {len(items[folder])} clips -> {path}")
-    except DreamsoundError as exc:  # missing weights, an unreadable clip: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    def write(model, folder: Path) -> str:
+        path = write_teacher(model, folder, items[folder])
+        return f"{folder.name}: {len(items[folder])} clips -> {path}"
+
+    return with_yamnet(args.sets, args.weights, args.threads, write)
 
 
 if __name__ == "__main__":
