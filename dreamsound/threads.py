@@ -1,29 +1,34 @@
-"""How many CPU threads torch uses, and how its idle threads wait.
+"""How many CPU threads torch uses, how its idle threads wait, and how the count follows load.
 
 The policy (issue 17, "no slowdown cliff under load"):
 
-* **Wait policy**: OpenMP threads that *spin* while waiting for the next parallel region make a
-  step 3-40x slower as soon as another process keeps one core busy (a spinning thread loses its
-  priority to the other process, and every parallel region waits for it).
-  ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep instead; it must be in the environment before
-  torch loads (the CLI sets it in :mod:`dreamsound.cli.common`), and :func:`set_wait_policy`
-  does the same for other entry points.
 * **Thread count**: the cores this process may actually run on -- its CPU affinity
   (``os.sched_getaffinity``, e.g. ``taskset`` or a container's cpuset), lowered to a cgroup CPU
   quota when there is one (``docker --cpus``) -- capped at :data:`MAX_DEFAULT_THREADS`: a YAMNet or
   instrument step on 10 s of audio gains little beyond a few threads.
 * **Overrides**, first one wins: ``--threads N`` (the CLI's global option), the environment
   variable :data:`ENV_VAR` (``DREAMSOUND_THREADS``), then ``OMP_NUM_THREADS`` when a user set it.
+* **The default count follows the load** (:class:`LoadGovernor`): every
+  :data:`ADAPT_INTERVAL_S` the dream loop asks :func:`adapt_threads`, which reads how much CPU
+  *other* processes took on our cores since the last look (``/proc/stat`` minus our own CPU
+  time) and uses the cores they left free, at least one. A count the user chose is never
+  changed (``--threads N`` also makes runs repeat bit for bit: a few kernels, e.g. YAMNet's
+  dense layer, sum in an order that depends on the thread count, ~1e-5 on a logit).
+* **Wait policy**: how an OpenMP thread waits for the next parallel region. Spinning a little
+  (``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT`, ~0.1 ms) catches the next region of a step without
+  a wake-up; sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up per region but never
+  fights another process for a core. The default count (governed) spins; a count the user fixed
+  (not governed) sleeps, since nothing would take a thread off a busy core. Either must be in
+  the environment before torch loads: :func:`set_wait_policy`.
 
-Measured (``python -m scripts.bench.bench_tf_yamnet``, YAMNet step on 10 s of audio, 2-core
-AMD EPYC VM, 2 threads): idle 67 ms with PASSIVE against 55-62 ms for spinning policies
-(``GOMP_SPINCOUNT`` 10^3-3*10^5, ``ACTIVE``), whose wake-ups are cheaper; with a busy loop on one
-core PASSIVE takes 99-110 ms while a spin of 10^3 takes 111-117 ms, 10^4 185 ms and libgomp's
-default 0.2-2.7 s. A single thread takes ~95 ms either way. PASSIVE is the only choice without a
-cliff, so it stays. Choosing the count from the load at each step (2 threads when the other core
-is free, 1 when it is busy) would let a spin policy keep its idle speed; it was tried and left
-out: the step loop belongs to the engine, a per-step ``/proc`` probe costs ~0.4 ms, and results
-would then depend on the machine's load from run to run.
+Measured (``python -m scripts.bench.bench_tf_yamnet``, YAMNet step from the log-mel on 10 s of
+audio, 2-core Sapphire Rapids VM, against TensorFlow 2.21's compiled step in the same run):
+PASSIVE with 2 threads 53.7 ms idle / 71.3 ms with a busy loop on one core (TensorFlow 50.4 /
+79.6); spinning 10^4 with 2 threads 37.6 / 112 ms (3*10^4: 37.9 / 166 ms; 10^3: 51.4 / 80.5);
+one thread 66.7 / 65.2 ms. Spinning with the governor takes the best of both: two spinning
+threads while the cores are free, one while another process holds the other core -- 37.8 ms idle
+and 63.4 ms busy (TensorFlow 50.4 / 74.9, PASSIVE with 2 threads 52.2 / 70.9 in the same run;
+``--baseline 58ab9b9 --rounds 6``).
 
 Nothing here imports torch unless asked: :func:`configure_threads` sets torch's intra-op (and
 inter-op) threads directly when torch is loaded, and otherwise puts the count where torch reads it
@@ -36,6 +41,8 @@ import logging
 import math
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +58,13 @@ MAX_DEFAULT_THREADS = 8
 _CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 _CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+#: libgomp's spin count while a governed (default) count of threads waits: ~0.1 ms.
+SPIN_COUNT = 10_000
+#: Seconds between two looks at the load (a look reads ``/proc/stat``: ~0.1 ms). Short, so a
+#: busy neighbour costs a few slow steps at most; long enough for ``/proc/stat``'s 10 ms ticks
+#: (20 per window on 2 cores) to tell a busy core from a free one.
+ADAPT_INTERVAL_S = 0.1
+_PROC_STAT = Path("/proc/stat")
 
 
 @dataclass(frozen=True)
@@ -69,13 +83,20 @@ class ThreadChoice:
     source: str
 
 
-def set_wait_policy(policy: str = "PASSIVE") -> None:
-    """Make OpenMP threads sleep (not spin) while they wait, unless the user chose otherwise.
+def set_wait_policy(governed: bool = False) -> None:
+    """Choose how OpenMP threads wait, unless the user already chose (``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` set): a short spin (:data:`SPIN_COUNT`) when :class:`LoadGovernor` will
+    take threads off busy cores (``governed``), else sleep at once (``PASSIVE``).
 
     Only effective before torch is first imported (OpenMP reads it once); call it at the top of
     an entry point.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", policy)
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    if governed:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def cgroup_cpu_limit(v2_max: Path = _CGROUP_V2_MAX, v1_quota: Path = _CGROUP_V1_QUOTA,
@@ -148,8 +169,130 @@ def resolve_threads(requested: int | None = None) -> ThreadChoice:
     return ThreadChoice(default_threads(), "cores")
 
 
+def busy_seconds(cpus: frozenset[int], stat: Path = _PROC_STAT) -> float | None:
+    """CPU seconds that ``cpus`` spent busy since boot (every process: user, system, interrupts,
+    time stolen by a hypervisor; not idle, not waiting for I/O), from ``/proc/stat``; None when
+    it cannot be read (not Linux) or lists none of ``cpus``."""
+    try:
+        text = stat.read_text()
+    except OSError:
+        return None
+    ticks, found = 0, False
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        # user nice system idle iowait irq softirq steal (guest time is inside user already)
+        fields = [int(v) for v in rest.split()[:8]]
+        fields += [0] * (8 - len(fields))
+        ticks += sum(fields) - fields[3] - fields[4]
+        found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
+class LoadGovernor:
+    """Gives torch the cores that other processes leave free, between 1 and ``threads``.
+
+    Each :meth:`poll` at least ``interval`` seconds after the last compares the busy CPU time of
+    ``cpus`` with this process's own CPU time over that window: the difference is what other
+    processes took (in cores), and the count becomes the cores left, rounded, at least one.
+    A window more than four intervals old is not trusted (the load then says nothing about
+    now): the poll only starts a new one.
+
+    Parameters
+    ----------
+    threads : int
+        The most threads (the policy's default count).
+    cpus : frozenset of int
+        The CPUs this process may run on.
+    set_threads : callable
+        Applies a count (``torch.set_num_threads``).
+    busy, cpu_time, clock : callables
+        Busy CPU seconds of ``cpus`` (:func:`busy_seconds`), this process's CPU seconds (all
+        its threads) and a monotonic clock (s); replaceable in tests.
+    interval : float
+        Seconds between looks.
+    """
+
+    def __init__(self, threads: int, cpus: frozenset[int], set_threads: Callable[[int], None],
+                 *, busy: Callable[[], float | None] | None = None,
+                 cpu_time: Callable[[], float] = time.process_time,
+                 clock: Callable[[], float] = time.monotonic,
+                 interval: float = ADAPT_INTERVAL_S):
+        self.threads = self.current = threads
+        self.cpus = cpus
+        self._set = set_threads
+        self._busy = busy or (lambda: busy_seconds(cpus))
+        self._cpu_time = cpu_time
+        self._clock = clock
+        self.interval = interval
+        self._window: tuple[float, float, float] | None = None  # (clock, busy, own) at start
+
+    def poll(self) -> int:
+        """Look at the load if a window has passed, apply the count it calls for, return it."""
+        now = self._clock()
+        if self._window is not None and now - self._window[0] < self.interval:
+            return self.current
+        busy = self._busy()
+        if busy is None:
+            return self.current
+        window, self._window = self._window, (now, busy, self._cpu_time())
+        if window is None or now - window[0] > 4 * self.interval:
+            return self.current
+        others = max(0.0, (busy - window[1]) - (self._window[2] - window[2])) / (now - window[0])
+        wanted = max(1, min(self.threads, math.floor(len(self.cpus) - others + 0.5)))
+        if wanted != self.current:
+            log.debug("other processes use %.1f of %d cores: %d thread(s)", others,
+                      len(self.cpus), wanted)
+            self._set(wanted)
+            self.current = wanted
+        return self.current
+
+
+_governor: LoadGovernor | None = None
+
+
+def adapt_threads() -> int | None:
+    """Let the default thread count follow the load (see :class:`LoadGovernor`); the loops that
+    do the work call it once per step. A no-op (None) when the user chose the count, when torch
+    is not loaded, or without ``/proc/stat``; costs a clock read between looks."""
+    if _governor is None or "torch" not in sys.modules:
+        return None
+    return _governor.poll()
+
+
+def governed() -> bool:
+    """Whether the thread count follows the load (:func:`configure_threads` installed a
+    :class:`LoadGovernor`)."""
+    return _governor is not None
+
+
+def _set_torch_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
+
+
+def _governor_for(choice: ThreadChoice) -> LoadGovernor | None:
+    """A governor for the default count of several threads, when ``/proc/stat`` tells the load
+    of our CPUs (not under a cgroup quota: other tenants' load on the same CPUs would count
+    against a share that the quota, not the CPUs, limits)."""
+    if choice.source != "cores" or choice.threads < 2 or cgroup_cpu_limit() is not None:
+        return None
+    try:
+        cpus = frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if busy_seconds(cpus) is None:
+        return None
+    return LoadGovernor(choice.threads, cpus, _set_torch_threads)
+
+
 def configure_threads(requested: int | None = None, *, load_torch: bool = True) -> ThreadChoice:
     """Apply the thread policy (see the module docstring) and return what was chosen.
+
+    The default count (source ``"cores"``) of two threads or more gets a :class:`LoadGovernor`
+    that :func:`adapt_threads` consults; a count the user chose does not.
 
     The count goes into ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (read by torch when it loads,
     and inherited by child processes). When torch is loaded -- or ``load_torch`` is true, which
@@ -165,7 +308,9 @@ def configure_threads(requested: int | None = None, *, load_torch: bool = True) 
         load torch (``--help``, ``models``) do not pay for it; torch then starts with the count
         from the environment.
     """
+    global _governor
     choice = resolve_threads(requested)
+    _governor = _governor_for(choice)
     os.environ["OMP_NUM_THREADS"] = str(choice.threads)
     os.environ["MKL_NUM_THREADS"] = str(choice.threads)
     if load_torch or "torch" in sys.modules:

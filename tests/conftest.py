@@ -87,6 +87,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DREAMSOUND_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _no_lasting_thread_governor(monkeypatch):
+    """A CLI test run in this process installs the load-following thread governor
+    (dreamsound.threads); it must not outlive the test and change later tests' thread counts."""
+    from dreamsound import threads
+
+    monkeypatch.setattr(threads, "_governor", None)
+
+
 # -- signals shared by the engine and API tests ----------------------------------------------------
 SR = 16000
 

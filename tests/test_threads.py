@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -118,13 +119,157 @@ def test_configure_sets_torch_and_the_environment(clean_env):
     assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == str(target)
 
 
-def test_wait_policy_respects_the_user(monkeypatch):
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.set_wait_policy()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    threads.set_wait_policy()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+@pytest.fixture
+def no_wait_vars(monkeypatch):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_wait_policy_respects_the_user(no_wait_vars):
+    no_wait_vars.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.set_wait_policy(governed=True)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in os.environ
+    no_wait_vars.delenv("OMP_WAIT_POLICY")
+    no_wait_vars.setenv("GOMP_SPINCOUNT", "5")
+    threads.set_wait_policy(governed=False)
+    assert os.environ["GOMP_SPINCOUNT"] == "5" and "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_wait_policy_spins_only_when_governed(no_wait_vars):
+    threads.set_wait_policy(governed=False)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+    no_wait_vars.delenv("OMP_WAIT_POLICY")
+    threads.set_wait_policy(governed=True)
+    assert os.environ["GOMP_SPINCOUNT"] == str(threads.SPIN_COUNT)
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+# -- the count follows the load --------------------------------------------------------------------
+class FakeMachine:
+    """A clock, the busy CPU seconds of our CPUs and our own CPU seconds, moved by hand."""
+
+    def __init__(self):
+        self.now = self.busy = self.own = 0.0
+        self.looks = 0
+        self.applied: list[int] = []
+
+    def run(self, seconds: float, *, ours: float, others: float) -> None:
+        """``seconds`` pass with ``ours`` and ``others`` cores busy."""
+        self.now += seconds
+        self.own += ours * seconds
+        self.busy += (ours + others) * seconds
+
+    def read_busy(self) -> float:
+        self.looks += 1
+        return self.busy
+
+    def governor(self, threads_: int = 2, cpus: int = 2) -> threads.LoadGovernor:
+        return threads.LoadGovernor(threads_, frozenset(range(cpus)), self.applied.append,
+                                    busy=self.read_busy, cpu_time=lambda: self.own,
+                                    clock=lambda: self.now, interval=0.1)
+
+
+def test_governor_gives_up_a_core_that_another_process_holds_and_takes_it_back():
+    machine = FakeMachine()
+    governor = machine.governor()
+    assert governor.poll() == 2 and machine.applied == []  # the first look starts a window
+    machine.run(0.1, ours=1.0, others=1.0)  # a busy loop on the other core
+    assert governor.poll() == 1 and machine.applied == [1]
+    machine.run(0.1, ours=1.0, others=1.0)
+    assert governor.poll() == 1 and machine.applied == [1]  # no needless re-apply
+    machine.run(0.1, ours=1.0, others=0.0)  # the busy loop ended
+    assert governor.poll() == 2 and machine.applied == [1, 2]
+
+
+def test_governor_does_not_count_our_own_threads_as_load():
+    machine = FakeMachine()
+    governor = machine.governor()
+    governor.poll()
+    machine.run(0.1, ours=2.0, others=0.0)  # both our threads busy (or spinning)
+    assert governor.poll() == 2
+    machine.run(0.1, ours=2.0, others=0.3)  # a little background work keeps both cores ours
+    assert governor.poll() == 2 and machine.applied == []
+
+
+def test_governor_looks_once_per_interval_and_never_goes_below_one():
+    machine = FakeMachine()
+    governor = machine.governor(threads_=4, cpus=4)
+    governor.poll()
+    machine.run(0.05, ours=1.0, others=3.0)
+    assert governor.poll() == 4 and machine.looks == 1  # inside the interval: no look
+    machine.run(0.05, ours=1.0, others=3.0)
+    assert governor.poll() == 1 and machine.looks == 2
+    machine.run(0.1, ours=1.0, others=2.0)  # two of four cores free
+    assert governor.poll() == 2
+    machine.run(0.1, ours=1.0, others=9.0)  # more load than cores: still one thread
+    assert governor.poll() == 1
+
+
+def test_governor_distrusts_an_old_window():
+    # Between two dreams other processes may use every core (a benchmark's other side, another
+    # job that ended since): that says nothing about now, so the poll only starts a new window.
+    machine = FakeMachine()
+    governor = machine.governor()
+    governor.poll()
+    machine.run(2.0, ours=0.0, others=2.0)
+    assert governor.poll() == 2 and machine.applied == []
+    machine.run(0.1, ours=2.0, others=0.0)
+    assert governor.poll() == 2 and machine.applied == []
+
+
+def test_busy_seconds_reads_our_cpus_only(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  900 0 900 9000 10 0 0 0 0 0\n"
+                    "cpu0 100 5 50 1000 7 3 2 1 40 0\n"
+                    "cpu1 800 0 850 8000 3 0 0 0 0 0\n"
+                    "intr 12345\nprocs_running 3\n")
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    # user + nice + system + irq + softirq + steal; idle, iowait and guest (inside user) left out
+    assert threads.busy_seconds(frozenset({0}), stat) == pytest.approx(1.61)
+    assert threads.busy_seconds(frozenset({0, 1}), stat) == pytest.approx(1.61 + 16.5)
+    assert threads.busy_seconds(frozenset({5}), stat) is None
+    assert threads.busy_seconds(frozenset({0}), tmp_path / "missing") is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc/stat")
+def test_busy_seconds_sees_real_work():
+    cpus = frozenset(os.sched_getaffinity(0))
+    before, own = threads.busy_seconds(cpus), time.process_time()
+    while time.process_time() - own < 0.3:  # burn 0.3 s of CPU
+        pass
+    assert threads.busy_seconds(cpus) - before >= 0.2  # 10 ms ticks: allow for sampling
+
+
+def test_only_the_default_count_is_governed(clean_env, cores):
+    cores(2)
+    threads.configure_threads()
+    assert threads.governed() == os.path.exists("/proc/stat")
+    threads.configure_threads(2)  # the user chose: never changed behind their back
+    assert not threads.governed()
+    assert threads.adapt_threads() is None
+    cores(1)
+    threads.configure_threads()  # one core: nothing to give up
+    assert not threads.governed()
+    cores(2, quota=1.5)
+    threads.configure_threads()  # a quota: /proc/stat cannot tell our share
+    assert not threads.governed()
+
+
+def test_every_dream_step_asks_the_governor(clean_env, monkeypatch, tone_wav):
+    import dreamsound
+
+    polls = []
+
+    class Recorder:
+        def poll(self) -> int:
+            polls.append(1)
+            return 1
+
+    monkeypatch.setattr(threads, "_governor", Recorder())
+    dreamsound.dream(str(tone_wav), model="debug", target=0, steps=5)
+    assert len(polls) >= 5
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
@@ -154,14 +299,17 @@ import json, os, sys
 from dreamsound.cli import app
 app(sys.argv[1:], standalone_mode=False)
 import torch
+from dreamsound import threads
 print(json.dumps({"threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
-                  "wait": os.environ.get("OMP_WAIT_POLICY")}))
+                  "wait": os.environ.get("OMP_WAIT_POLICY"),
+                  "spin": os.environ.get("GOMP_SPINCOUNT"), "governed": threads.governed()}))
 """
 
 
 def _run_cli_child(args: list[str], env: dict[str, str]) -> dict:
     full_env = {k: v for k, v in os.environ.items()
-                if k not in (threads.ENV_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+                if k not in (threads.ENV_VAR, "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                             "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     full_env.update(env)
     proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True,
                           env=full_env, check=False)
@@ -174,10 +322,19 @@ def test_torch_loaded_after_the_callback_gets_the_count(tone_wav):
     # up from the environment when the command imports it.
     out = _run_cli_child(["--threads", "1", "classify", str(tone_wav), "--model", "debug",
                           "--json"], {})
-    assert out == {"threads": 1, "omp": "1", "wait": "PASSIVE"}
+    assert out == {"threads": 1, "omp": "1", "wait": "PASSIVE", "spin": None,
+                   "governed": False}
     out = _run_cli_child(["classify", str(tone_wav), "--model", "debug", "--json"],
                          {threads.ENV_VAR: "1"})
     assert out["threads"] == 1
+
+
+def test_the_default_count_spins_only_when_it_follows_the_load(tone_wav):
+    out = _run_cli_child(["classify", str(tone_wav), "--model", "debug", "--json"], {})
+    if out["governed"]:  # several cores, /proc/stat, no quota
+        assert (out["spin"], out["wait"]) == (str(threads.SPIN_COUNT), None)
+    else:
+        assert (out["spin"], out["wait"]) == (None, "PASSIVE")
 
 
 def test_callback_does_not_import_torch():

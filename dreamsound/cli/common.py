@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -25,10 +24,6 @@ from typer.core import TyperCommand, TyperGroup
 from dreamsound import __version__
 from dreamsound.errors import DreamsoundError
 from dreamsound.events import ProgressCallback, ProgressEvent
-
-# OpenMP threads that spin while waiting make torch 8-20x slower on a busy 2-core machine;
-# passive waiting costs nothing measurable when the machine is idle. Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -165,9 +160,12 @@ def _root(
                         logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Before any command loads torch (which reads the count from the environment then); torch
     # itself is not imported here, so commands that never need it stay instant.
-    from dreamsound.threads import configure_threads
+    from dreamsound.threads import configure_threads, governed, set_wait_policy
 
     _state["threads"] = configure_threads(threads, load_torch=False)
+    # How OpenMP threads wait is read once, when torch loads: a short spin when the count
+    # follows the load, else sleep at once (see dreamsound.threads).
+    set_wait_policy(governed=governed())
 
 
 def worker_threads() -> int:

@@ -20,6 +20,7 @@ from dreamsound.engine.domains import Domain
 from dreamsound.engine.objectives import Objective
 from dreamsound.engine.transforms import Jitter
 from dreamsound.events import ProgressCallback, ProgressEvent
+from dreamsound.threads import adapt_threads
 
 #: ``on_gradient(step, gradient)``: the raw gradient of each step (sonification uses it).
 GradientCallback = Callable[[int, torch.Tensor], None]
@@ -75,6 +76,7 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
         # A restart from a rendering (``until_rendered``) uses up one of the stage's steps.
         for _ in range(config.steps):
             started = time.perf_counter()
+            adapt_threads()  # the default thread count follows the machine's load
             shift = jitter.draw()
             param.requires_grad_(True)
             seen = domain.view(param, shift)

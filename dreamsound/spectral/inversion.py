@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamsound.spectral.analysis import hann_window, stft
+from dreamsound.threads import adapt_threads
 
 #: Window-sum level (relative to its maximum) below which an output sample counts as an *edge*
 #: sample; see :func:`istft`.
@@ -285,6 +286,7 @@ def griffin_lim(magnitude: torch.Tensor, *, n_fft: int, win_length: int, hop_len
     extrapolation = momentum / (1.0 + momentum)
     rebuilt: torch.Tensor | None = None
     for iteration in range(1, n_iter + 1):
+        adapt_threads()
         waveform = _overlap_add_synthesis(spectrum, n_fft, win_length, hop_length, window,
                                           synthesis.inverse_norm)
         previous = rebuilt

@@ -74,10 +74,13 @@ SEPARABLE = ((2, 1, 64), (3, 2, 128), (4, 1, 128), (5, 2, 256), (6, 1, 256), (7,
              (8, 1, 512), (9, 1, 512), (10, 1, 512), (11, 1, 512), (12, 1, 512), (13, 2, 1024),
              (14, 1, 1024))
 #: Golden bounds for the TensorFlow model. The goldens come from TensorFlow too, so it must agree
-#: to float32 rounding: its oneDNN kernels sum in another order than the eager reference did
-#: (logits up to ~1e-4 apart, on logits of magnitude ~10); ``sine440`` is the README's
+#: to float32 rounding: its oneDNN kernels sum in another order than the eager reference did.
+#: Rounding grows with the values, so the logits' bound is relative to the clip's largest
+#: logit (``duet5s`` reaches 112: TensorFlow 2.21 on a Sapphire Rapids CPU is 4.3e-4 = 3.8e-6 of
+#: it away, with a log-mel identical to the golden one); ``sine440`` is the README's
 #: ill-conditioned clip for the log-mel.
-TF_BOUNDS = {"log_mel": 1e-4, "logits": 3e-4, "scores": 1e-5, "embeddings": 1e-4}
+TF_BOUNDS = {"log_mel": 1e-4, "logits": 1e-5, "scores": 1e-5, "embeddings": 1e-4}
+TF_RELATIVE = {"logits"}
 TF_SINE_LOG_MEL = 5e-3
 TF_GRAD_COSINE = 0.9999
 
@@ -88,9 +91,11 @@ def _send(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any]) -> None:
+def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any],
+           thread_count: Any = None) -> None:
     """Answer requests on stdin until ``quit``: ``{"op": "run", "kind": K, "n": N}`` -> the N
-    step times; ``{"op": "grad", "kind": K, "path": P}`` -> the gradient saved to P (.npy)."""
+    step times (and, with ``thread_count``, the threads each step ended with);
+    ``{"op": "grad", "kind": K, "path": P}`` -> the gradient saved to P (.npy)."""
     import numpy as np
 
     _send({"ready": True, "info": info})
@@ -103,34 +108,47 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
             _send({"ok": True})
             continue
         step = steps[request["kind"]]
-        times = []
+        times, counts = [], []
         for _ in range(int(request["n"])):
             prepare, run = step
             argument = prepare()
             started = time.perf_counter()
             run(argument)
             times.append(time.perf_counter() - started)
-        _send({"times": times})
+            if thread_count is not None:
+                counts.append(thread_count())
+        _send({"times": times, "threads": counts})
 
 
 # -- the PyTorch side --------------------------------------------------------------------------
 def torch_worker(args: argparse.Namespace) -> None:
     """Our YAMNet step (this tree, or a baseline commit when PYTHONPATH points at it)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what the CLI does before torch loads
-    configure_threads = None
-    if not args.as_baseline:
-        # (A baseline keeps torch's default count, as before the policy. Its missing modules
-        # would be found in the editable install's tree, so do not even try.)
-        from dreamsound.threads import configure_threads
-    import numpy as np
-    import torch
+    adapt = None
+    if args.as_baseline:
+        # (A baseline keeps torch's default count and PASSIVE, as its CLI did. Its missing
+        # modules would be found in the editable install's tree, so do not even try.)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import torch
 
-    if configure_threads is not None:
-        source = configure_threads(args.threads).source
-    else:
         source = "torch default"
         if args.threads:
             torch.set_num_threads(args.threads)
+    else:
+        # What the CLI does, in its order: the count, then the wait policy, then torch loads.
+        from dreamsound.threads import (
+            adapt_threads,
+            configure_threads,
+            governed,
+            set_wait_policy,
+        )
+
+        source = configure_threads(args.threads, load_torch=False).source
+        set_wait_policy(governed=governed())
+        source += " (follows the load)" if governed() else ""
+        adapt = adapt_threads
+        import torch
+    import numpy as np
+
     from dreamsound.audio import load_audio
     from dreamsound.engine.objectives import Objective, resolve_targets
     from dreamsound.models.registry import load_model
@@ -150,10 +168,14 @@ def torch_worker(args: argparse.Namespace) -> None:
         log_mel = model.log_mel(samples)
 
     def spectrogram(param: torch.Tensor) -> torch.Tensor:
+        if adapt is not None:  # as the dream loop does before every step
+            adapt()
         value, _ = objective(param)
         return torch.autograd.grad(value, param)[0]
 
     def waveform(param: torch.Tensor) -> torch.Tensor:
+        if adapt is not None:
+            adapt()
         value, _ = objective(model.log_mel(param))
         return torch.autograd.grad(value, param)[0]
 
@@ -165,11 +187,13 @@ def torch_worker(args: argparse.Namespace) -> None:
     gradients = {kind: (lambda p=prepare, r=run: r(p()).numpy()) for kind, (prepare, run)
                  in steps.items()}
     info = {"threads": torch.get_num_threads(), "thread_source": source,
-            "wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch": torch.__version__,
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY")
+            or f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}",
+            "torch": torch.__version__,
             "target": objective.targets[0].index, "target_name": objective.targets[0].name,
             "patches": int(model.front_end.patches(log_mel).shape[0]),
             "code": str(Path(sys.modules["dreamsound"].__file__).parent)}
-    _serve(steps, info, gradients)
+    _serve(steps, info, gradients, torch.get_num_threads)
 
 
 # -- the TensorFlow side -----------------------------------------------------------------------
@@ -326,6 +350,8 @@ def check_tf_against_golden(tf: Any, golden_path: str, log_mel_of: Any, logits_o
             worst[field] = max(worst[field], error)
             if field == "log_mel" and clip == "sine440":
                 bound = TF_SINE_LOG_MEL
+            if field in TF_RELATIVE:
+                bound *= max(1.0, float(np.max(np.abs(golden[f"{clip}__{field}"]))))
             if error > bound:
                 failures.append(f"{clip} {field} differs by {error:.3g} > {bound:g}")
         index = int(golden[f"{clip}__grad_class_index"])
@@ -444,8 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "--warmup", str(args.warmup), "--input", str(tmp / "input.npy")]
     if args.threads:
         common += ["--threads", str(args.threads)]
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env = dict(os.environ)  # our worker chooses its wait policy as the CLI does
     workers: dict[str, Worker] = {}
     try:
         workers["ours"] = Worker("ours", [sys.executable, script, "--worker", "torch", *common],
@@ -480,6 +505,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                for name in grads if name != "ours"}
 
         times: dict[str, dict[str, dict[str, list[float]]]] = {}
+        counts: dict[str, dict[str, list[int]]] = {}  # threads after each step, per condition
         names = list(workers)
         for round_index in range(args.rounds):
             order = names[round_index % len(names):] + names[:round_index % len(names)]
@@ -493,6 +519,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             got = workers[name].request(op="run", kind=kind, n=args.steps)
                             times.setdefault(condition, {}).setdefault(kind, {}).setdefault(
                                 name, []).extend(got["times"])
+                            if got.get("threads"):
+                                counts.setdefault(condition, {}).setdefault(name, []).extend(
+                                    got["threads"])
                 finally:
                     if busy is not None:
                         busy.__exit__()
@@ -506,6 +535,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpus": sorted(os.sched_getaffinity(0)), "busy_cpu": args.busy_cpu,
             "seconds": args.seconds, "rounds": args.rounds, "steps_per_round": args.steps,
             "workers": infos, "gradient_cosine": agreement, "times": times,
+            "threads_per_step": {c: {n: {str(k): v.count(k) for k in sorted(set(v))}
+                                     for n, v in sides.items()} for c, sides in counts.items()},
             "summary": summarize(times)}
 
 
@@ -537,7 +568,11 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['steps_per_round']} steps per side and kind; CPUs {result['cpus']}, busy "
           f"loop on CPU {result['busy_cpu']}")
     print(f"  ours: torch {ours['torch']}, {ours['threads']} threads ({ours['thread_source']}), "
-          f"OMP_WAIT_POLICY={ours['wait_policy']}")
+          f"wait: {ours['wait_policy']}")
+    for condition, sides in result.get("threads_per_step", {}).items():
+        print(f"  {condition}: steps per thread count " + "; ".join(
+            f"{name} " + ", ".join(f"{k} threads x{v}" for k, v in hist.items())
+            for name, hist in sides.items()))
     if "baseline" in result["workers"]:
         base = result["workers"]["baseline"]
         print(f"  baseline: {base['code']}, {base['threads']} threads ({base['thread_source']})")
