@@ -256,7 +256,8 @@ def test_cli_train_defaults_match_the_library():
     library = inspect.signature(train_module.train).parameters
     command = typer.main.get_command(cli.app).commands["train"]
     cli_defaults = {p.name: p.default for p in command.params}
-    for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed", "distil"):
+    for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed", "distil",
+                 "distil_label"):
         assert cli_defaults[name] == library[name].default, name
 
 
@@ -334,3 +335,59 @@ def test_distillation_pulls_the_model_toward_the_teacher(tmp_path):
     with pytest.raises(DataError, match=r"teacher\.csv is missing"):
         train(bare, tmp_path / "never", distil=0.5, **kwargs)
     assert not (tmp_path / "never").exists()
+
+
+def test_distil_targets_blend_or_keep_the_label():
+    from dreamsound.train.data import distil_targets
+
+    labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    teacher = torch.tensor([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]])
+    torch.testing.assert_close(distil_targets(labels, teacher, 0.5),
+                               torch.tensor([[0.6, 0.35, 0.05], [0.25, 0.625, 0.125]]))
+    torch.testing.assert_close(distil_targets(labels, teacher, 0.5, "keep"),
+                               torch.tensor([[1.0, 0.35, 0.05], [0.25, 1.0, 0.125]]))
+    with pytest.raises(ValueError, match="blend, keep"):
+        distil_targets(labels, teacher, 0.5, "mix")
+
+
+def test_keep_distillation_teaches_the_teacher_and_keeps_the_label(tmp_path):
+    # The teacher hears every "cel" clip as flute. Blending 0.9 of it in makes the model call
+    # cellos flutes; keeping the label makes it hear flute in them *as well as* cello.
+    from dreamsound.data.irmas import IRMAS_CODES
+
+    folder = make_set(tmp_path / "set", per_class=12)
+
+    def logits_for(code: str, name: str) -> list[float]:
+        values = [-5.0] * len(IRMAS_CODES)
+        values[IRMAS_CODES.index("flu" if code == "cel" else code)] = 5.0
+        return values
+
+    _write_teacher(folder, logits_for)
+    kwargs = dict(epochs=4, patience=4, batch_size=32, crops_per_clip=8, architecture=SMALL,
+                  augmentation=LIGHT, device="cpu", seed=0, distil=0.9)
+    blended = train(folder, tmp_path / "blend", **kwargs)
+    kept = train(folder, tmp_path / "keep", distil_label="keep", **kwargs)
+    assert json.loads(kept.log_path.read_text())["settings"]["distil_label"] == "keep"
+    rng = np.random.default_rng(5)
+    cello = torch.tensor(_clip("cel", rng, 3.0).mean(axis=1)[::2].copy(), dtype=torch.float32)
+    scores = {}
+    for name, result in (("blend", blended), ("keep", kept)):
+        model = dreamsound.load_model("instrument", weights=result.weights_path, device="cpu")
+        with torch.no_grad():
+            scores[name] = model(cello).clip_scores
+    assert scores["keep"][0] > 0.5 and scores["keep"][0] > scores["blend"][0] + 0.3  # cello
+    assert scores["keep"][1] > 0.5  # and the teacher's flute
+    with pytest.raises(ValueError, match="distil_label"):
+        train(folder, tmp_path / "never", distil_label="mix", **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_cli_refuses_an_unknown_distil_label(tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"),
+                                      "--distil-label", "mix"])
+    assert result.exit_code == 2 and "blend, keep" in result.output
+    assert not (tmp_path / "m").exists()

@@ -17,6 +17,13 @@ from dreamsound.cli.common import (
     out_console,
     print_json,
 )
+from dreamsound.train.data import DISTIL_LABELS
+
+
+def _distil_label(value: str) -> str:
+    if value not in DISTIL_LABELS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(DISTIL_LABELS)}")
+    return value
 
 
 @app.command()
@@ -40,6 +47,10 @@ def train(
         "--distil", min=0.0, max=0.99,
         help="Share of each target taken from a teacher's view of the clip (each folder's "
              "teacher.csv, written by scripts/data/teacher_targets.py); 0: labels only.")] = 0.0,
+    distil_label: Annotated[str, typer.Option(
+        "--distil-label", callback=_distil_label,
+        help="blend: target (1-W) label + W teacher; keep: the label stays 1 and the other "
+             "classes get W x the teacher's probability.")] = "blend",
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -75,7 +86,8 @@ def train(
 
         result = run_train(data_dirs, out, epochs=epochs, batch_size=batch_size, lr=lr,
                            val_fraction=val_fraction, seed=seed, patience=patience,
-                           distil=distil, device=device, progress=progress)
+                           distil=distil, distil_label=distil_label, device=device,
+                           progress=progress)
     if as_json:
         print_json(result.to_json())
         return

@@ -176,3 +176,26 @@ def teacher_targets(clips: Sequence[LoadedClip], class_codes: Sequence[str],
         rows.append(view[columns])
     logits = torch.tensor(np.array(rows), dtype=torch.float32)
     return torch.softmax(logits / DISTIL_TEMPERATURE, dim=1)
+
+
+#: How a teacher's distribution enters the targets (:func:`distil_targets`).
+DISTIL_LABELS = ("blend", "keep")
+
+
+def distil_targets(labels: torch.Tensor, teacher: torch.Tensor, share: float,
+                   mode: str = "blend") -> torch.Tensor:
+    """Each window's training target from its one-hot ``labels`` and the ``teacher``'s
+    distribution (both ``[batch, classes]``), for the model's independent sigmoids.
+
+    ``"blend"``: ``(1 - share) * label + share * teacher`` -- the true class's target drops to
+    ``1 - share + share * teacher``. ``"keep"``: ``max(label, share * teacher)`` -- the true
+    class stays at 1 and only the other classes learn the teacher's view (``share`` x its
+    probability), so the model keeps saying yes to the labelled instrument while it learns which
+    others a model trained on real recordings hears in the clip.
+    """
+    if mode == "blend":
+        return (1 - share) * labels + share * teacher
+    if mode == "keep":
+        return torch.maximum(labels, share * teacher)
+    raise ValueError(f"unknown distillation mode {mode!r}; choose one of "
+                     f"{', '.join(DISTIL_LABELS)}")

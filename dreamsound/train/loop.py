@@ -26,6 +26,8 @@ from dreamsound.errors import DataError, DreamsoundError, OutputError
 from dreamsound.models.instrument import Architecture, new_model, save_weights_file
 from dreamsound.train.augmentation import Augmentation, augment, mixup
 from dreamsound.train.data import (
+    DISTIL_LABELS,
+    distil_targets,
     load_clips,
     manifest_summary,
     random_windows,
@@ -112,7 +114,8 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
           device: str | torch.device | None = None,
           architecture: Architecture | None = None, augmentation: Augmentation | None = None,
           crops_per_clip: int = 1, weight_decay: float = 1e-4, distil: float = 0.0,
-          threads: int = 2, progress: ProgressCallback | None = None) -> TrainResult:
+          distil_label: str = "blend", threads: int = 2,
+          progress: ProgressCallback | None = None) -> TrainResult:
     """Train an instrument CNN on IRMAS-layout folder(s) and write it to ``out_dir``.
 
     Parameters
@@ -150,6 +153,10 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
         ``(1 - distil) * label + distil * softmax(teacher logits / DISTIL_TEMPERATURE)`` over the
         model's classes, the teacher's logits read from each folder's ``teacher.csv``
         (``scripts/data/teacher_targets.py``: YAMNet's view of the clip). 0 (default): labels only.
+    distil_label : str
+        ``"blend"`` (the formula above) or ``"keep"``: the true class's target stays 1 and the
+        others get ``distil`` x the teacher's probability
+        (:func:`~dreamsound.train.data.distil_targets`).
     threads : int
         Threads that decode files.
     progress : callable, optional
@@ -177,6 +184,9 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if not 0.0 <= distil < 1.0:
         raise ValueError(f"distil must be in [0, 1), got {distil}")
+    if distil_label not in DISTIL_LABELS:
+        raise ValueError(f"distil_label must be one of {', '.join(DISTIL_LABELS)}, got "
+                         f"{distil_label!r}")
     folders = [Path(data_dir)] if isinstance(data_dir, str | Path) else [Path(d) for d in
                                                                           data_dir]
     if not folders:
@@ -243,7 +253,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "val_fraction": val_fraction, "seed": seed, "patience": patience,
                 "crops_per_clip": crops_per_clip, "weight_decay": weight_decay,
-                "distil": distil,
+                "distil": distil, "distil_label": distil_label,
                 "augmentation": asdict(augmentation), "device": str(dev),
                 "dreamsound_version": __version__}
     history: list[dict[str, Any]] = []
@@ -286,7 +296,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
                                 frame_s=front.hop_length / front.sample_rate)
                 targets = F.one_hot(batch_labels, len(codes)).float()
                 if soft_targets is not None:
-                    targets = (1 - distil) * targets + distil * soft_targets[chosen]
+                    targets = distil_targets(targets, soft_targets[chosen], distil, distil_label)
                 if augmentation.mixup_prob > 0:
                     batch, targets = mixup(batch, targets, augmentation, front.log_offset,
                                            generator)

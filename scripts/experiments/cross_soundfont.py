@@ -45,6 +45,7 @@ from dreamsound.train import (
     load_clips,
     train,
 )
+from dreamsound.train.data import DISTIL_LABELS
 
 
 def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier], folder: Path,
@@ -125,7 +126,8 @@ def run_folds(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = train(train_dirs, out, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, seed=args.seed, patience=args.patience,
-                       crops_per_clip=args.crops_per_clip, distil=args.distil, device="cpu",
+                       crops_per_clip=args.crops_per_clip, distil=args.distil,
+                       distil_label=args.distil_label, device="cpu",
                        progress=_printer(f"[-{test_font}]"))
         model = load_weights_file(result.weights_path)
         held = evaluate_folder(model, args.test_root / test_font)
@@ -188,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--distil", type=float, default=0.0,
                        help="share of each target from the sets' teacher.csv (dreamsound train "
                             "--distil)")
+    folds.add_argument("--distil-label", choices=DISTIL_LABELS, default="blend",
+                       help="dreamsound train --distil-label")
     evaluate = sub.add_parser("evaluate", help="top-1 of a trained model on rendered test sets")
     evaluate.add_argument("--weights", type=Path, nargs="+", required=True,
                           help="model file(s); several are averaged (mean clip score)")

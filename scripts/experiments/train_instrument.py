@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dreamsound.train.data import TEACHER_FILE
+from dreamsound.train.data import DISTIL_LABELS, TEACHER_FILE
 
 #: Debian's ``musescore-general-soundfont-small`` installs this file. The recipe renders it through
 #: a link named ``MuseScore_General.sf3`` (see :func:`link_musescore`): clip names come from the
@@ -91,12 +91,14 @@ def render_command(sample_set: SampleSet, out: Path, workers: int) -> list[str]:
     return command
 
 
-def train_command(folders: Sequence[Path], out: Path, threads: int, distil: float = 0.0
-                  ) -> list[str]:
+def train_command(folders: Sequence[Path], out: Path, threads: int, distil: float = 0.0,
+                  distil_label: str = "blend") -> list[str]:
     """``dreamsound train`` with the recipe's settings."""
     command = ["dreamsound", "--threads", str(threads), "train", *map(str, folders), "--out",
                str(out), "--epochs", "60", "--patience", "8", "--seed", "0", "--device", "cpu"]
-    return command + (["--distil", f"{distil:g}"] if distil else [])
+    if distil:
+        command += ["--distil", f"{distil:g}", "--distil-label", distil_label]
+    return command
 
 
 def teacher_command(folders: Sequence[Path], teacher: Path | None, threads: int) -> list[str]:
@@ -130,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--distil", type=float, default=0.0,
                         help="share of each target from YAMNet's view of the clip (dreamsound "
                              "train --distil; default 0: labels only, the recipe)")
+    parser.add_argument("--distil-label", choices=DISTIL_LABELS, default="blend",
+                        help="with --distil: blend the label with the teacher, or keep it at 1 "
+                             "(dreamsound train --distil-label)")
     parser.add_argument("--teacher", type=Path, default=None,
                         help="YAMNet weights for --keep and --distil (default: the cached "
                              "download)")
@@ -173,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(shlex.join(command))
             else:
                 subprocess.run(command, check=True)
-    command = train_command(folders, args.out, args.threads, args.distil)
+    command = train_command(folders, args.out, args.threads, args.distil, args.distil_label)
     if args.dry_run:
         print(shlex.join(command))
         return 0

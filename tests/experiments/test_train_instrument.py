@@ -39,7 +39,11 @@ def test_distil_writes_the_teacher_view_before_training_and_bad_shares_are_refus
     teacher, train = capsys.readouterr().out.strip().splitlines()[-2:]
     assert "scripts.data.teacher_targets" in teacher and "--weights y.h5" in teacher
     assert teacher.count(f"{tmp_path}/render/train_l/") == 7
-    assert train.endswith("--distil 0.5") and train.count(f"{tmp_path}/render/train_l/") == 7
+    assert train.endswith("--distil 0.5 --distil-label blend")
+    assert train.count(f"{tmp_path}/render/train_l/") == 7
+    recipe.main(["--work", str(tmp_path), "--distil", "0.5", "--distil-label", "keep",
+                 "--dry-run"])
+    assert capsys.readouterr().out.strip().endswith("--distil 0.5 --distil-label keep")
     for bad in ("-0.1", "1"):
         with pytest.raises(SystemExit) as stop:
             recipe.main(["--work", str(tmp_path), "--distil", bad, "--dry-run"])
