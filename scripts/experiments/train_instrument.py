@@ -21,7 +21,8 @@ linked into ``WORK/render/train_l_keep0.6/<key>``, and the training runs on thos
 weights: ``--teacher``, or ``dreamsound models fetch yamnet`` once). ``--distil 0.5`` (another
 experiment) has ``scripts/data/teacher_targets.py`` write YAMNet's view of every clip next to
 each set (``teacher.csv``) and trains toward it as well as the label (``dreamsound train
---distil``).
+--distil``; ``--distil-label keep`` keeps the label's target at 1 and teaches the teacher's view
+on the other classes only).
 
 The recipe (model card, *Reproduce*): 200 clips per class and sample set, seed 0, 40 %
 predominant-instrument mixtures, half of the piano, guitar and organ leads a single melodic
