@@ -17,10 +17,11 @@ from dreamsound.cli.common import (
     out_console,
     print_json,
 )
-from dreamsound.train.data import DISTIL_LABELS
 
 
 def _distil_label(value: str) -> str:
+    from dreamsound.train.data import DISTIL_LABELS  # torch: only once the command runs
+
     if value not in DISTIL_LABELS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(DISTIL_LABELS)}")
     return value
