@@ -4,9 +4,13 @@ The dream engine's inner step is: waveform (or log-mel) -> logits -> target obje
 backward to the input, with the parameters frozen. This script times that step on the CPU and
 prints a table (median of ``--repeats`` runs after ``--warmup`` runs).
 
+``--layers`` adds where the time goes: per kind of convolution (the first full 3x3, depthwise
+3x3 at stride 1 and 2, pointwise 1x1), the forward and forward + input-gradient time of every
+unit on the patches it sees, and the forward's multiply-adds per second.
+
 Usage::
 
-    python -m scripts.bench.bench_yamnet --weights ../shared/yamnet/yamnet.h5 [--threads 2]
+    python -m scripts.bench.bench_yamnet --weights ../shared/yamnet/yamnet.h5 [--layers]
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--target", type=int, default=132, help="class index (132 = Music)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time each kind of convolution unit")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -84,6 +90,44 @@ def main() -> None:
     for name, step in rows:
         seconds = _median_seconds(step, warmup=args.warmup, repeats=args.repeats)
         print(f"{name:<36} {seconds:>9.4f}")
+    if args.layers:
+        _time_layers(model, model.front_end.patches(log_mel).unsqueeze(1), args)
+
+
+def _time_layers(model, patches: torch.Tensor, args: argparse.Namespace) -> None:
+    """Per kind of unit: summed median forward and forward + input-gradient times (ms) and the
+    forward's GFLOP/s (2 x multiply-adds / s), each unit on the activations it really sees."""
+    totals: dict[str, list[float]] = {}
+    x = patches.contiguous(memory_format=torch.channels_last)
+    for unit in model.network.units.values():
+        kind = ("depthwise" if unit.groups > 1 else "pointwise" if unit.kernel_size == (1, 1)
+                else "full") + f" 3x3/{unit.stride[0]}" * (unit.kernel_size != (1, 1))
+        with torch.no_grad():
+            out = unit(x)
+        macs = out.numel() * unit.in_channels // unit.groups * unit.kernel_size[0] \
+            * unit.kernel_size[1]
+        upstream = torch.ones_like(out)
+        seen = x.detach().requires_grad_(True)
+
+        def forward(unit=unit, x=x) -> None:
+            with torch.no_grad():
+                unit(x)
+
+        def both(unit=unit, seen=seen, upstream=upstream) -> None:
+            torch.autograd.grad(unit(seen), seen, upstream)
+
+        fwd = _median_seconds(forward, warmup=args.warmup, repeats=args.repeats)
+        fb = _median_seconds(both, warmup=args.warmup, repeats=args.repeats)
+        total = totals.setdefault(kind, [0.0, 0.0, 0.0])
+        total[0] += fwd
+        total[1] += fb
+        total[2] += macs
+        x = out
+    print(f"\n{'units':<20} {'forward ms':>11} {'fwd+grad ms':>12} {'forward GFLOP/s':>16}")
+    for kind, (fwd, fb, macs) in totals.items():
+        print(f"{kind:<20} {fwd * 1e3:>11.2f} {fb * 1e3:>12.2f} {2 * macs / fwd / 1e9:>16.0f}")
+    print(f"{'all':<20} {sum(t[0] for t in totals.values()) * 1e3:>11.2f} "
+          f"{sum(t[1] for t in totals.values()) * 1e3:>12.2f}")
 
 
 if __name__ == "__main__":
