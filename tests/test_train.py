@@ -301,12 +301,20 @@ def test_teacher_targets_follow_the_teacher_over_the_model_classes(tmp_path):
         teacher_targets(clips, ["cel"], [tmp_path])
 
 
-def test_distillation_pulls_the_model_toward_the_teacher(tmp_path):
-    # The teacher calls every "cel" clip a flute. With distil 0.9 the model's cello windows are
-    # taught mostly "flute", so its flute score on cellos ends far above a labels-only model's.
+#: Training settings of the distillation tests (tiny network, a few seconds per model).
+_DISTIL_KWARGS = dict(epochs=4, patience=4, batch_size=32, crops_per_clip=8, architecture=SMALL,
+                      augmentation=LIGHT, device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def cello_as_flute(tmp_path_factory) -> dict:
+    """A set whose teacher hears every "cel" clip as a flute, the models trained on it with
+    labels only, blending 0.9 of the teacher in and keeping the label, and each model's clip
+    scores on a fresh cello."""
     from dreamsound.data.irmas import IRMAS_CODES
 
-    folder = make_set(tmp_path / "set", per_class=12)
+    root = tmp_path_factory.mktemp("distil")
+    folder = make_set(root / "set", per_class=12)
 
     def logits_for(code: str, name: str) -> list[float]:
         values = [-5.0] * len(IRMAS_CODES)
@@ -314,26 +322,34 @@ def test_distillation_pulls_the_model_toward_the_teacher(tmp_path):
         return values
 
     _write_teacher(folder, logits_for)
-    kwargs = dict(epochs=4, patience=4, batch_size=32, crops_per_clip=8, architecture=SMALL,
-                  augmentation=LIGHT, device="cpu", seed=0)
-    plain = train(folder, tmp_path / "plain", **kwargs)
-    taught = train(folder, tmp_path / "taught", distil=0.9, **kwargs)
-    assert json.loads(taught.log_path.read_text())["settings"]["distil"] == 0.9
+    results = {"plain": train(folder, root / "plain", **_DISTIL_KWARGS),
+               "blend": train(folder, root / "blend", distil=0.9, **_DISTIL_KWARGS),
+               "keep": train(folder, root / "keep", distil=0.9, distil_label="keep",
+                             **_DISTIL_KWARGS)}
     rng = np.random.default_rng(5)
     cello = torch.tensor(_clip("cel", rng, 3.0).mean(axis=1)[::2].copy(), dtype=torch.float32)
     scores = {}
-    for name, result in (("plain", plain), ("taught", taught)):
+    for name, result in results.items():
         model = dreamsound.load_model("instrument", weights=result.weights_path, device="cpu")
         with torch.no_grad():
-            scores[name] = model(cello).clip_scores
+            scores[name] = model(cello).clip_scores  # [cel, flu, ...]
+    return {"folder": folder, "results": results, "scores": scores}
+
+
+def test_distillation_pulls_the_model_toward_the_teacher(cello_as_flute, tmp_path):
+    # With distil 0.9 the model's cello windows are taught mostly "flute", so its flute score on
+    # cellos ends far above a labels-only model's.
+    scores = cello_as_flute["scores"]
+    log = json.loads(cello_as_flute["results"]["blend"].log_path.read_text())
+    assert log["settings"]["distil"] == 0.9 and log["settings"]["distil_label"] == "blend"
     assert scores["plain"].argmax() == 0  # cello
-    assert scores["taught"][1] > scores["plain"][1] + 0.3  # the teacher's flute
+    assert scores["blend"][1] > scores["plain"][1] + 0.3  # the teacher's flute
     with pytest.raises(ValueError, match="distil"):
-        train(folder, tmp_path / "bad", distil=1.0, **kwargs)
+        train(cello_as_flute["folder"], tmp_path / "bad", distil=1.0, **_DISTIL_KWARGS)
     # A set without its teacher file: one clear error, and no output folder left behind.
     bare = make_set(tmp_path / "bare", per_class=2)
     with pytest.raises(DataError, match=r"teacher\.csv is missing"):
-        train(bare, tmp_path / "never", distil=0.5, **kwargs)
+        train(bare, tmp_path / "never", distil=0.5, **_DISTIL_KWARGS)
     assert not (tmp_path / "never").exists()
 
 
@@ -350,35 +366,17 @@ def test_distil_targets_blend_or_keep_the_label():
         distil_targets(labels, teacher, 0.5, "mix")
 
 
-def test_keep_distillation_teaches_the_teacher_and_keeps_the_label(tmp_path):
-    # The teacher hears every "cel" clip as flute. Blending 0.9 of it in makes the model call
-    # cellos flutes; keeping the label makes it hear flute in them *as well as* cello.
-    from dreamsound.data.irmas import IRMAS_CODES
-
-    folder = make_set(tmp_path / "set", per_class=12)
-
-    def logits_for(code: str, name: str) -> list[float]:
-        values = [-5.0] * len(IRMAS_CODES)
-        values[IRMAS_CODES.index("flu" if code == "cel" else code)] = 5.0
-        return values
-
-    _write_teacher(folder, logits_for)
-    kwargs = dict(epochs=4, patience=4, batch_size=32, crops_per_clip=8, architecture=SMALL,
-                  augmentation=LIGHT, device="cpu", seed=0, distil=0.9)
-    blended = train(folder, tmp_path / "blend", **kwargs)
-    kept = train(folder, tmp_path / "keep", distil_label="keep", **kwargs)
-    assert json.loads(kept.log_path.read_text())["settings"]["distil_label"] == "keep"
-    rng = np.random.default_rng(5)
-    cello = torch.tensor(_clip("cel", rng, 3.0).mean(axis=1)[::2].copy(), dtype=torch.float32)
-    scores = {}
-    for name, result in (("blend", blended), ("keep", kept)):
-        model = dreamsound.load_model("instrument", weights=result.weights_path, device="cpu")
-        with torch.no_grad():
-            scores[name] = model(cello).clip_scores
+def test_keep_distillation_teaches_the_teacher_and_keeps_the_label(cello_as_flute, tmp_path):
+    # Blending 0.9 of the teacher in makes the model call cellos flutes; keeping the label makes
+    # it hear flute in them *as well as* cello.
+    scores = cello_as_flute["scores"]
+    log = json.loads(cello_as_flute["results"]["keep"].log_path.read_text())
+    assert log["settings"]["distil_label"] == "keep"
     assert scores["keep"][0] > 0.5 and scores["keep"][0] > scores["blend"][0] + 0.3  # cello
     assert scores["keep"][1] > 0.5  # and the teacher's flute
     with pytest.raises(ValueError, match="distil_label"):
-        train(folder, tmp_path / "never", distil_label="mix", **kwargs)
+        train(cello_as_flute["folder"], tmp_path / "never", distil=0.9, distil_label="mix",
+              **_DISTIL_KWARGS)
     assert not (tmp_path / "never").exists()
 
 
