@@ -7,7 +7,8 @@ What is timed, on the same 10 s input (``examples/loop.wav`` looped, 16 kHz) tow
   patches, as the dream engine computes a step (:class:`dreamsound.engine.objectives.Objective`
   then ``torch.autograd.grad``): from the log-mel (spectrogram domain) and from the samples
   through the differentiable front end (waveform domain). The thread policy is the CLI's
-  (:func:`dreamsound.threads.configure_threads`, ``OMP_WAIT_POLICY=PASSIVE``).
+  (:func:`dreamsound.threads.configure_threads` and ``set_wait_policy``, the count polled before
+  every step as the dream loop does).
 * **tf**: the same two gradients of YAMNet built in TensorFlow/Keras (a model definition written
   here from DESIGN.md section 3: conv 3x3/2, 13 depthwise-separable layers, batch norm without
   scale, epsilon 1e-4, "same" padding, global average pool, dense 521; front end
@@ -17,7 +18,9 @@ What is timed, on the same 10 s input (``examples/loop.wav`` looped, 16 kHz) tow
   outputs (``shared/golden/yamnet_reference.npz``: log-mel, logits, scores, embeddings and the
   input gradient of every clip); a mismatch stops the benchmark.
 * **baseline** (with ``--baseline REF``): our step on the code of git commit ``REF``, with that
-  commit's thread behaviour (torch's default count, ``OMP_WAIT_POLICY=PASSIVE`` as its CLI set).
+  commit's thread behaviour: its own CLI policy code when it has the load-following thread count
+  (``dreamsound/threads.py``'s ``adapt_threads``), else torch's default count and
+  ``OMP_WAIT_POLICY=PASSIVE`` as its CLI set.
 
 Each side is a worker process that loads its model once and answers "time N steps" requests on
 stdin/stdout. Rounds alternate the workers (the order rotates each round) and the conditions:
@@ -491,7 +494,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.baseline:
             code = _export(args.baseline)
             base_env = dict(env, PYTHONPATH=code + os.pathsep + env.get("PYTHONPATH", ""))
-            base_cmd = [sys.executable, script, "--worker", "torch", "--as-baseline", *common]
+            base_cmd = [sys.executable, script, "--worker", "torch", *common]
+            # A commit from before the load-following thread count keeps its CLI's old policy;
+            # a later one runs the same policy code as ours (from its own tree).
+            threads_py = Path(code) / "dreamsound" / "threads.py"
+            if not (threads_py.is_file() and "def adapt_threads(" in threads_py.read_text()):
+                base_cmd.append("--as-baseline")
             workers["baseline"] = Worker("baseline", base_cmd, base_env, tmp / "baseline.log")
 
         agreement = {}
