@@ -289,9 +289,8 @@ class SoundObjective:
         if self.score == "logit" or objective.layer is not None:
             return objective(log_mel)
         logits = member.model.logits_from_log_mel(log_mel)
-        scores = member.model.scores_from_logits(logits)
-        value = sum(t.weight * torch.log(scores[:, t.index].clamp(min=1e-30)).mean()
-                    for t in objective.targets)
+        log_scores = member.model.log_scores_from_logits(logits)
+        value = sum(t.weight * log_scores[:, t.index].mean() for t in objective.targets)
         return value, logits  # type: ignore[return-value]
 
     def __call__(self, audio: torch.Tensor) -> tuple[torch.Tensor, list | None]:

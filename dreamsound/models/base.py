@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dreamsound.errors import TargetError, did_you_mean
 from dreamsound.models.concepts import concept_indices, find_concepts
@@ -119,6 +120,12 @@ class AudioClassifier(nn.Module):
     def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities from logits: independent sigmoids (every built-in is multi-label)."""
         return torch.sigmoid(logits)
+
+    def log_scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``log(scores_from_logits(logits))``, computed stably: its gradient stays non-zero
+        once a score rounds to 1.0 in float32 (a sigmoid logit over ~17), where the log of
+        the score would give exactly zero and a dream would stop ascending."""
+        return F.logsigmoid(logits)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[..., T, F]`` of a waveform ``[..., n]`` at :attr:`sample_rate` (padded)."""

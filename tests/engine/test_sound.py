@@ -74,6 +74,27 @@ def test_an_ensemble_at_two_rates_hears_one_sound(debug_model, chord):
     assert all(a > b for a, b in zip(after, before))
 
 
+@pytest.mark.parametrize("softmax", [False, True])
+def test_a_convinced_model_still_has_a_log_prob_gradient(debug_model, chord, softmax):
+    # A target logit of 40 puts its sigmoid (or softmax) at exactly 1.0 in float32, where
+    # log(score) has no gradient and the dream stopped with "the gradient is zero everywhere".
+    model = _model_at(SR, "convinced")
+    if softmax:
+        model.scores_from_logits = lambda logits: torch.softmax(logits, dim=-1)
+        model.log_scores_from_logits = lambda logits: torch.log_softmax(logits, dim=-1)
+    flute = model.resolve_class("flute")
+    plain = model.logits_from_log_mel
+    model.logits_from_log_mel = lambda log_mel: plain(log_mel) + 40.0 * torch.nn.functional.one_hot(
+        torch.tensor(flute), 11)
+    objective = SoundObjective([Member(LogMelObjective(model, targets=resolve_targets(
+        model, "flute")))], SR, score="log-prob")
+    audio = torch.from_numpy(chord).requires_grad_(True)
+    value, logits = objective(audio)
+    assert float(model.scores_from_logits(logits[0].detach())[:, flute].min()) == 1.0
+    (gradient,) = torch.autograd.grad(value, audio)
+    assert torch.isfinite(gradient).all() and gradient.abs().max() > 0
+
+
 @pytest.mark.parametrize("domain", ["envelope", "samples"])
 def test_robust_dreams_on_an_ensemble(debug_model, chord, domain):
     other = _model_at(22050, "debug-22k")

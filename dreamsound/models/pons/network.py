@@ -136,6 +136,9 @@ class PonsClassifier(AudioClassifier):
     def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
+    def log_scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits, dim=-1)
+
     def network_outputs(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits [N, 11], embeddings [N, 1792])`` of a log-mel ``[T, 96]``, clamped to the
         clip's top-dB floor first (see the class docstring); differentiable."""
