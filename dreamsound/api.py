@@ -22,7 +22,7 @@ import torch
 
 from dreamsound.audio import DEFAULT_MAX_SECONDS, is_silent, limit_peaks
 from dreamsound.classification import Classification, classify_waveform
-from dreamsound.config import DreamConfig
+from dreamsound.config import SONIFY_STYLE, DreamConfig
 from dreamsound.engine.domains import Domain, SpectrogramDomain, WaveformDomain
 from dreamsound.engine.judge import Analysis, Judge
 from dreamsound.engine.loop import Ascent, Hooks, ascend
@@ -169,13 +169,13 @@ class Dreamer:
         source = self.load(audio, sample_rate=sample_rate)
         silent = is_silent(source.waveform)
         if silent:
-            log.warning("%s is silent: dreaming from silence (random initial phase)",
-                        source.label)
             if c.domain != "spectrogram":
                 raise AudioError(f"{source.label}: is silent; only the spectrogram domain can "
                                  "grow a sound from digital silence (elsewhere its gradient is "
-                                 "zero or it has no spectrum to shape). Use --style exact "
-                                 "--domain spectrogram or start from noise (noise:3s)")
+                                 "zero or it has no spectrum to shape). Use --domain "
+                                 "spectrogram or start from noise (noise:3s)")
+            log.warning("%s is silent: dreaming from silence (random initial phase)",
+                        source.label)
         net = self.model
         wave = torch.from_numpy(source.waveform).to(net.device)
         generator = torch.Generator().manual_seed(c.seed)
@@ -444,6 +444,7 @@ class Dreamer:
         """
         if steps < 1:
             raise DreamsoundError(f"--steps must be >= 1 to sonify, got {steps}")
+        self.config.check_sonifiable()
         started = time.perf_counter()
         net = self.model
         gradients: list[torch.Tensor] = []
@@ -550,7 +551,8 @@ def sonify(audio: str | Path | np.ndarray, *, model: str | AudioClassifier = DEF
     """Sonify the gradient toward a class or a layer in one call (see :meth:`Dreamer.sonify`);
     ``settings`` are :class:`~dreamsound.config.DreamConfig` knobs (``domain``, ``step_size``,
     ``normalize``, ``seed``, ...)."""
-    dreamer = Dreamer(model, DreamConfig.from_kwargs(**settings), weights=weights, device=device)
+    config = DreamConfig.from_kwargs(**{"style": SONIFY_STYLE, **settings})
+    dreamer = Dreamer(model, config, weights=weights, device=device)
     return dreamer.sonify(audio, target=target, layer=layer, channel=channel, steps=steps,
                           sample_rate=sample_rate, progress=progress)
 

@@ -158,6 +158,7 @@ def sonify_file(dreamer: Dreamer, source: str | Path, *, target: Target | None =
 
     if steps < 1:
         raise ConfigError(f"--steps must be >= 1 to sonify, got {steps}")
+    dreamer.config.check_sonifiable()
     query = target if isinstance(target, str) else None
     check_max_seconds(source, max_seconds)
     if not is_long(source, dreamer.model, segment_s=segment_s):

@@ -43,7 +43,7 @@ def test_import_is_light():
 def test_spectrogram_dream_raises_the_target(debug_model, chord):
     steps = []
     result = dream(chord, model=debug_model, target="flute", steps=8, sample_rate=SR,
-                   progress=steps.append)
+                   progress=steps.append, domain="spectrogram")
     report = result.report
     assert isinstance(result, DreamResult)
     assert report["confidence_after"] > report["confidence_before"]
@@ -70,7 +70,7 @@ def test_spectrogram_dream_raises_the_target(debug_model, chord):
 def test_step_size_is_mean_db_per_step(debug_model, chord):
     # One step with mean normalisation moves the log-mel by step_size dB on average.
     result = dream(chord, model=debug_model, target="flute", steps=1, step_size=0.7,
-                   sample_rate=SR)
+                   sample_rate=SR, domain="spectrogram")
     fe = debug_model.front_end
     change = metrics.mel_db(result.spectrograms["dreamed"], front_end=fe) - metrics.mel_db(
         result.spectrograms["original"], front_end=fe)
@@ -161,17 +161,21 @@ def test_same_seed_same_output(debug_model, domain):
 
 
 def test_dreaming_from_silence(debug_model):
-    result = dream("silence:1s", model=debug_model, target="flute", steps=5)
+    result = dream("silence:1s", model=debug_model, target="flute", steps=5,
+                   domain="spectrogram")
     assert np.isfinite(result.audio).all()
     assert np.abs(result.audio).max() > 0  # something was dreamed out of nothing
     assert result.report["confidence_after"] > result.report["confidence_before"]
     with pytest.raises(AudioError, match="silent"):
         dream("silence:1s", model=debug_model, target="flute", steps=2, domain="waveform")
+    with pytest.raises(AudioError, match="silent.*--domain spectrogram"):  # the default style
+        dream("silence:1s", model=debug_model, target="flute", steps=2)
 
 
 def test_octaves_and_snapshots(debug_model, chord):
     seen = []
     result = dream(chord, model=debug_model, target="flute", steps=4, octaves=2,
+                   domain="spectrogram",
                    snapshot_every=2, sample_rate=SR,
                    on_snapshot=lambda step, audio: seen.append((step, audio.shape)))
     assert result.report["steps"] == 8

@@ -131,8 +131,13 @@ def test_silence_waveform_is_a_clear_error_and_spectrogram_is_defined(tmp_path):
                                  "--domain", "waveform", "--out", str(tmp_path / "w")])
     assert result.exit_code == 2 and "silent" in result.output
     assert not list(tmp_path.iterdir())
+    result = runner.invoke(app, ["dream", "silence:1s", "-m", "debug", "-t", "violin", "-n", "1",
+                                 "--out", str(tmp_path / "r")])  # the default, robust style
+    assert result.exit_code == 2 and "--domain spectrogram" in result.output
+    assert not list(tmp_path.iterdir())
     doc = json.loads(run("dream", "silence:1s", "-m", "debug", "-t", "violin", "-n", "3",
-                         "--out", str(tmp_path / "s"), "--json").stdout)
+                         "--domain", "spectrogram", "--out", str(tmp_path / "s"),
+                         "--json").stdout)
     audio, _ = sf.read(doc["outputs"]["audio"])
     assert np.isfinite(audio).all()
 
@@ -197,7 +202,7 @@ def test_yamnet_until_reaches_target(name, yamnet_h5, shared, tmp_path):
     source = LOOP if name == "loop" else shared / "audio" / "cat.wav"
     result = run("dream", str(source), "--model", "yamnet", "--weights", str(yamnet_h5),
                  "--target", "violin", "--until", "0.9", "--plot", "--out",
-                 str(tmp_path / name), "--json")
+                 str(tmp_path / name), "--json", "--style", "exact")
     doc = json.loads(result.stdout)
     assert doc["target"] == "Violin, fiddle"
     assert doc["confidence_before"] < 0.1
@@ -221,8 +226,9 @@ def test_default_model_dreams_the_example(loop_copy):
         pytest.skip(f"the shipped instrument model is not available here: {exc}")
     doc = json.loads(run("dream", str(loop_copy), "--target", "violin", "--plot",
                          "--json").stdout)
-    assert doc["model"] == "instrument"
-    assert doc["confidence_after"] > doc["confidence_before"]
+    assert doc["model"] == "instrument" and doc["settings"]["style"] == "robust"
+    assert doc["confidence_rendered"] > 0.5 > doc["confidence_before"]
+    assert doc["rmse_db"] <= 6.0 + 0.05  # the robust style's bound, on the written audio
     for key in ("audio", "report", "plot"):
         assert Path(doc["outputs"][key]).is_file()
 

@@ -26,12 +26,22 @@ from tests.test_segments import texture
 
 #: Small segments so that a few seconds make several (debug model: 0.24 s patch hop).
 SEGMENT = {"segment_s": 3.0, "overlap_s": 0.5}
-CONFIG = DreamConfig(steps=3, step_size=1.0, gl_iterations=4, fit_iterations=0, seed=3)
+SETTINGS = {"steps": 3, "step_size": 1.0, "gl_iterations": 4, "fit_iterations": 0, "seed": 3}
+CONFIG = DreamConfig(**SETTINGS)  # the default style, robust
+#: The exact style (sonifications turn an exact domain's gradient into sound).
+EXACT = DreamConfig(style="exact", **SETTINGS)
+
+
+@pytest.fixture(scope="module", params=["robust", "exact"])
+def dreamer(request) -> Dreamer:
+    """The debug model dreaming in each style (the default, robust, and exact)."""
+    config = CONFIG if request.param == "robust" else EXACT
+    return Dreamer(load_model("debug", device="cpu"), config)
 
 
 @pytest.fixture(scope="module")
-def dreamer() -> Dreamer:
-    return Dreamer(load_model("debug", device="cpu"), CONFIG)
+def sonifier() -> Dreamer:
+    return Dreamer(load_model("debug", device="cpu"), EXACT)
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +180,13 @@ def test_a_file_that_fits_is_the_one_shot_result(tmp_path, dreamer):
     ignore = {"seconds", "seconds_per_step", "outputs"}
     assert {k: v for k, v in streamed.items() if k not in ignore} == \
         {k: v for k, v in one_shot.items() if k not in ignore}
-    sonified = streaming.sonify_file(dreamer, source, steps=2, stem=tmp_path / "ss", **SEGMENT)
-    expected = dreamer.sonify(source, steps=2).audio
+
+def test_a_file_that_fits_is_sonified_as_one_shot(tmp_path, sonifier):
+    source = tmp_path / "short.wav"
+    sf.write(source, texture(2.5, 44100), 44100)
+    sonified = streaming.sonify_file(sonifier, source, steps=2, stem=tmp_path / "ss",
+                                     **SEGMENT)
+    expected = sonifier.sonify(source, steps=2).audio
     written, _ = sf.read(sonified["outputs"]["audio"], dtype="float32")
     np.testing.assert_allclose(written, expected, atol=1 / 2**15)  # PCM_16 of the same sound
 
@@ -211,10 +226,10 @@ def test_errors_leave_no_partial_file(tmp_path, dreamer, monkeypatch):
                                                           "take.wav"]
 
 
-def test_long_sonify_streams_every_step(tmp_path, dreamer):
+def test_long_sonify_streams_every_step(tmp_path, sonifier):
     source = tmp_path / "take.wav"
     sf.write(source, texture(4.5, 16000, channels=1), 16000)
-    report = streaming.sonify_file(dreamer, source, target="violin", steps=2,
+    report = streaming.sonify_file(sonifier, source, target="violin", steps=2,
                                    stem=tmp_path / "s", **SEGMENT)
     audio, rate = sf.read(report["outputs"]["audio"], dtype="float32")
     assert rate == 16000 and audio.shape == (2 * 72000,) and report["steps"] == 2

@@ -37,7 +37,7 @@ from dreamsound.cli.common import (
     worker_threads,
 )
 from dreamsound.cli.options import with_config
-from dreamsound.config import DreamConfig
+from dreamsound.config import SONIFY_STYLE, DreamConfig
 from dreamsound.metric_defs import METRIC_DEFINITIONS
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ def dream(
 
 
 @app.command(cls=OptionalRayAddress)
-@with_config(knobs=("domain", "step_size", "normalize", "seed"))
+@with_config(knobs=("domain", "step_size", "normalize", "seed"),
+             defaults={"style": SONIFY_STYLE})
 def sonify(
     inputs: InputsArg,
     config: DreamConfig,

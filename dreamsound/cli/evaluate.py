@@ -29,7 +29,7 @@ from dreamsound.config import DreamConfig
 
 
 @app.command(cls=OptionalRayAddress)
-@with_config(knobs=("style", "domain", "step_size"))
+@with_config(knobs=("style", "domain", "step_size"), defaults={"style": "exact"})
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(
         help="IRMAS-layout folder: class folders of wavs (training layout), or wavs with "

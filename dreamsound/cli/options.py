@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -36,7 +36,8 @@ def _option(field: Any, annotation: Any) -> tuple[Any, Any]:
     return Annotated[annotation, option], field.default
 
 
-def with_config(knobs: Iterable[str] | None = None) -> Callable[[Callable], Callable]:
+def with_config(knobs: Iterable[str] | None = None, *,
+                defaults: Mapping[str, Any] | None = None) -> Callable[[Callable], Callable]:
     """Decorate a command that takes ``config: DreamConfig`` with options for ``knobs``.
 
     Parameters
@@ -44,8 +45,12 @@ def with_config(knobs: Iterable[str] | None = None) -> Callable[[Callable], Call
     knobs : names, optional
         The :class:`DreamConfig` fields to offer (default: every one). The others keep their
         defaults.
+    defaults : mapping, optional
+        This command's own defaults for some fields, offered or not (``evaluate`` and
+        ``sonify`` keep ``style="exact"`` while ``dream`` dreams robust dreams).
     """
     wanted = None if knobs is None else set(knobs)
+    own_defaults = dict(defaults or {})
 
     def decorate(command: Callable) -> Callable:
         fields = [f for f in DreamConfig.knobs() if wanted is None or f.name in wanted]
@@ -56,12 +61,13 @@ def with_config(knobs: Iterable[str] | None = None) -> Callable[[Callable], Call
                   for p in own.parameters.values() if p.name != "config"]
         for field in fields:
             annotation, default = _option(field, types[field.name])
+            default = own_defaults.get(field.name, default)
             params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
                                             default=default, annotation=annotation))
 
         @functools.wraps(command)
         def run(**values: Any) -> Any:
-            settings = {f.name: values.pop(f.name) for f in fields}
+            settings = {**own_defaults, **{f.name: values.pop(f.name) for f in fields}}
             for name in _NEGATED & set(settings):
                 settings[name] = not settings[name]
             return command(config=DreamConfig.from_kwargs(**settings), **values)

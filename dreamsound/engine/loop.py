@@ -22,6 +22,11 @@ from dreamsound.engine.transforms import Jitter
 from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.threads import adapt_threads
 
+#: Seconds between checks of the confidence shown in progress when a step's own logits are not
+#: the sound's (robust dreams hear randomly changed copies): one forward pass of the unchanged
+#: sound at most this often (and at the last step), so progress shows it at little cost.
+LIVE_CONFIDENCE_S = 1.0
+
 #: ``on_gradient(step, gradient)``: the raw gradient of each step (sonification uses it).
 GradientCallback = Callable[[int, torch.Tensor], None]
 #: ``on_snapshot(step, audio Tensor [n])``: the dream as sound every ``snapshot_every`` steps.
@@ -70,6 +75,7 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
     penalty = DistancePenalty(config.distance_weight, objective.model.front_end)
     total_steps = config.steps * domain.stages
     result = Ascent(param=torch.empty(0))
+    live = _LiveConfidence(objective, domain) if hooks.progress is not None else None
     for stage in range(domain.stages):
         param = domain.begin_stage(stage)
         last_stage = stage == domain.stages - 1
@@ -101,12 +107,14 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
                 hooks.on_gradient(result.steps + 1, gradient)
             if result.first_gradient is None:
                 result.first_gradient = gradient.clone()
+            confidence = objective.confidence(logits)
+            if confidence is None and live is not None:
+                confidence = live(param, final=result.steps + 1 == total_steps)
             with torch.no_grad():
                 param, rmse = domain.update(param, gradient, seen, shift)
             result.steps += 1
             result.step_seconds.append(time.perf_counter() - started)
-            _emit(hooks, result.steps, total_steps, value, objective.confidence(logits), rmse,
-                  started)
+            _emit(hooks, result.steps, total_steps, value, confidence, rmse, started)
             if (hooks.on_snapshot is not None and config.snapshot_every
                     and result.steps % config.snapshot_every == 0):
                 audio = domain.snapshot(param, last_stage)
@@ -117,6 +125,23 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
         if result.stopped == "until":
             break
     return result
+
+
+class _LiveConfidence:
+    """The confidence in the unchanged sound for progress, checked at most every
+    :data:`LIVE_CONFIDENCE_S` seconds (the last value in between)."""
+
+    def __init__(self, objective: Objective, domain: Domain):
+        self.objective, self.domain = objective, domain
+        self.checked = -float("inf")
+        self.value: float | None = None
+
+    def __call__(self, param: torch.Tensor, *, final: bool) -> float | None:
+        now = time.perf_counter()
+        if final or now - self.checked >= LIVE_CONFIDENCE_S:
+            self.value = self.objective.confidence_of(self.domain.clean_view(param))
+            self.checked = now
+        return self.value
 
 
 def _emit(hooks: Hooks, step: int, total: int, value: torch.Tensor, confidence: float | None,

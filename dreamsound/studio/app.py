@@ -26,7 +26,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import gradio as gr
 
-from dreamsound.config import PANELS
+from dreamsound.config import PANELS, SONIFY_STYLE
 from dreamsound.errors import DreamsoundError
 from dreamsound.events import ProgressEvent
 from dreamsound.studio.knobs import (
@@ -483,7 +483,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                        request: gr.Request = None, **knobs: Any) -> Iterator[dict]:
             session = _session(request)
             try:
-                config = config_from_values(knobs, s_controls)
+                config = config_from_values({"style": SONIFY_STYLE, **knobs}, s_controls)
             except DreamsoundError as exc:
                 yield {s_status: _error_html(exc)}
                 raise _error(exc) from None

@@ -123,15 +123,26 @@ def test_envelope_keeps_the_fine_structure_and_the_bound(debug_model, chord):
 
 
 def test_style_fills_in_what_was_not_given():
-    assert (DreamConfig().domain, DreamConfig().changes, DreamConfig().score) == (
-        "spectrogram", 0, "logit")
-    robust = DreamConfig(style="robust")
-    assert (robust.domain, robust.changes, robust.score) == ("envelope", 4, "log-prob")
+    default = DreamConfig()
+    assert (default.style, default.domain, default.changes, default.score,
+            default.max_rmse_db) == ("robust", "envelope", 2, "log-prob", 6.0)
+    exact = DreamConfig(style="exact")
+    assert (exact.domain, exact.changes, exact.score, exact.max_rmse_db) == (
+        "spectrogram", 0, "logit", None)
+    # An exact domain without a style asks for the exact engine; a sound domain for robust.
+    for domain in ("spectrogram", "waveform"):
+        assert DreamConfig(domain=domain).to_dict() == DreamConfig(style="exact",
+                                                                   domain=domain).to_dict()
+    assert DreamConfig(domain="samples").style == "robust"
+    assert DreamConfig(max_rmse_db=2.0).max_rmse_db == 2.0  # a given knob stays as given
+    with pytest.raises(ConfigError, match="--changes needs a sound domain"):
+        DreamConfig(style="robust", domain="spectrogram")
+    robust = DreamConfig(style="robust", changes=4)
     assert DreamConfig(style="robust", domain="samples", changes=0).changes == 0
     with pytest.raises(ConfigError, match="--changes needs a sound domain"):
         DreamConfig(domain="spectrogram", changes=2)
     with pytest.raises(ConfigError, match="several models"):
-        Dreamer(["debug", "debug"], DreamConfig())
+        Dreamer(["debug", "debug"], DreamConfig(style="exact"))
     assert DreamConfig.from_json(robust.to_dict()) == robust
     # Reports store the step size in use; read back, it is the same dream.
     assert DreamConfig.from_json(robust.to_json()).to_json() == robust.to_json()
@@ -154,3 +165,15 @@ def test_the_developer_docs_change_is_one_class(tmp_path):
         assert audio.grad.abs().sum() > 0 and not torch.equal(out.detach(), audio.detach())
     finally:
         SOUND_CHANGES.pop("tremolo", None)
+
+
+def test_robust_progress_shows_the_confidence_in_the_unchanged_sound(debug_model, chord):
+    # The copies a robust step hears are changed at random, so their logits are not the
+    # sound's; progress still shows the sound's own confidence (first and last step at least).
+    events = []
+    config = DreamConfig(steps=4, changes=2, seed=1)
+    result = Dreamer(debug_model, config).dream(chord, target="flute", sample_rate=SR,
+                                                progress=events.append)
+    shown = [e.confidence for e in events if e.stage == "dream"]
+    assert len(shown) == 4 and shown[0] is not None and shown[-1] is not None
+    assert shown[0] == pytest.approx(result.report.confidence_before, abs=1e-6)

@@ -56,7 +56,7 @@ def test_a_judge_moves_on_its_own_target_and_not_on_silence(debug_model, chord):
 
     flute = find_concept("flute")
     # The debug model dreamed toward flute judges that dream: it must move.
-    dream = Dreamer(debug_model, DreamConfig(steps=15, step_size=1.0)).dream(
+    dream = Dreamer(debug_model, DreamConfig(style="exact", steps=15, step_size=1.0)).dream(
         chord, target="flute", sample_rate=16000)
     verdict = judge_sound(debug_model, flute, chord, dream.audio, 16000)
     assert verdict.moved and verdict.confidence_after > verdict.confidence_before

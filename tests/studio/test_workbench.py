@@ -132,7 +132,8 @@ def test_dreams_are_numbered_written_and_never_replaced(studio: Studio, tmp_path
 
 def test_sonify_and_classify(studio: Studio):
     entry = studio.sonify("s", sound=str(LOOP), start=None, model="debug", target="violin",
-                          layer=None, channel=None, steps=2, config=FAST)
+                          layer=None, channel=None, steps=2,
+                          config=DreamConfig(style="exact", steps=2))
     assert Path(entry.audio).name == "001-loop.sonify-violin.wav"
     assert entry.report["steps"] == 2
     found = studio.classify(sound=str(LOOP), start=None, model="debug")
