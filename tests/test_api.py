@@ -168,7 +168,7 @@ def test_dreaming_from_silence(debug_model):
     assert result.report["confidence_after"] > result.report["confidence_before"]
     with pytest.raises(AudioError, match="silent"):
         dream("silence:1s", model=debug_model, target="flute", steps=2, domain="waveform")
-    with pytest.raises(AudioError, match="silent.*--domain spectrogram"):  # the default style
+    with pytest.raises(AudioError, match=r"silent.*--domain spectrogram"):  # the default style
         dream("silence:1s", model=debug_model, target="flute", steps=2)
 
 
