@@ -57,6 +57,51 @@ def pull_back(original: torch.Tensor, updated: torch.Tensor, bound: float,
     return best, best_distance
 
 
+#: The interpolating pull-back stops once the distance is within this share below the bound.
+PULL_BACK_TOLERANCE = 2e-3
+#: ... or after this many distance evaluations (it keeps the best one within the bound).
+PULL_BACK_EVALUATIONS = 8
+
+
+def pull_back_interpolated(original: torch.Tensor, updated: torch.Tensor, bound: float,
+                           distance: Callable[[torch.Tensor], float], *, at_one: float
+                           ) -> tuple[torch.Tensor, float]:
+    """:func:`pull_back` in a few evaluations where the distance grows smoothly with the scale.
+
+    Regula falsi (Illinois variant) on the scale factor in [0, 1], from ``distance(updated) =
+    at_one > bound``: where the distance is nearly linear in the scale (an envelope's gains, a
+    small waveform change) the first guess ``bound / at_one`` lands within
+    :data:`PULL_BACK_TOLERANCE`, against :data:`PULL_BACK_HALVINGS` evaluations of bisection
+    (measured on the robust default: 12 per capped step were ~20 % of a dream's time).
+    The result is always within the bound.
+    """
+    change = updated - original
+    # Aim inside the tolerance band, not at its edge: a guess exactly on the bound falls
+    # outside it half the time by rounding.
+    aim = bound * (1.0 - 0.5 * PULL_BACK_TOLERANCE)
+    low, low_value, high, high_value = 0.0, 0.0, 1.0, float(at_one)
+    best, best_distance = original, 0.0
+    side = 0
+    for _ in range(PULL_BACK_EVALUATIONS):
+        scale = low + (high - low) * (aim - low_value) / (high_value - low_value)
+        scale = min(max(scale, low + 1e-6 * (high - low)), high - 1e-6 * (high - low))
+        candidate = original + scale * change
+        value = distance(candidate)
+        if value <= bound:
+            low, low_value, best, best_distance = scale, value, candidate, value
+            if value >= bound * (1.0 - PULL_BACK_TOLERANCE):
+                break
+            if side == -1:  # the same end moved twice: halve the other end's weight
+                high_value = aim + 0.5 * (high_value - aim)
+            side = -1
+        else:
+            high, high_value = scale, value
+            if side == 1:
+                low_value = aim - 0.5 * (aim - low_value)
+            side = 1
+    return best, best_distance
+
+
 class DistancePenalty:
     """``λ · mse_db2(log_mel, reference)``, differentiable, subtracted from the objective.
 

@@ -121,8 +121,8 @@ class SamplesDomain(SoundDomain):
             raise DreamsoundError("the dream diverged (NaN/Inf samples); lower --step-size")
         distance = self.distance(updated)
         if c.max_rmse_db is not None and distance > c.max_rmse_db:
-            updated, distance = constraints.pull_back(self.wave, updated, float(c.max_rmse_db),
-                                                      self.distance)
+            updated, distance = constraints.pull_back_interpolated(
+                self.wave, updated, float(c.max_rmse_db), self.distance, at_one=distance)
         return updated, distance
 
 
@@ -188,8 +188,8 @@ class EnvelopeDomain(SoundDomain):
         distance = self.distance(updated)
         if c.max_rmse_db is not None and distance > c.max_rmse_db:
             zero = torch.zeros_like(updated)
-            updated, distance = constraints.pull_back(zero, updated, float(c.max_rmse_db),
-                                                      self.distance)
+            updated, distance = constraints.pull_back_interpolated(
+                zero, updated, float(c.max_rmse_db), self.distance, at_one=distance)
         return updated, distance
 
 

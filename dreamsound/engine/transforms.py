@@ -101,6 +101,20 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
+def fast_fft_size(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5: an FFT of
+    ``n`` + a random reverb length can have a large prime factor and take ten times longer."""
+    size = max(1, int(n))
+    while True:
+        rest = size
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return size
+        size += 1
+
+
 def _frequencies(n: int, rate: int, device: torch.device) -> torch.Tensor:
     return torch.fft.rfftfreq(n, 1.0 / rate).to(device)
 
@@ -222,7 +236,7 @@ class Reverb(SoundChange):
             -6.908 * t / rt60).to(audio)  # -60 dB at rt60
         response = response / response.square().sum().sqrt()
         n = audio.shape[-1]
-        size = n + length
+        size = fast_fft_size(n + length)  # zero-padded: still a linear convolution
         tail = torch.fft.irfft(torch.fft.rfft(audio, n=size) * torch.fft.rfft(response, n=size),
                                n=size)[..., :n]
         return (1.0 - wet) * audio + wet * tail

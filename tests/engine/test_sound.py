@@ -177,3 +177,36 @@ def test_robust_progress_shows_the_confidence_in_the_unchanged_sound(debug_model
     shown = [e.confidence for e in events if e.stage == "dream"]
     assert len(shown) == 4 and shown[0] is not None and shown[-1] is not None
     assert shown[0] == pytest.approx(result.report.confidence_before, abs=1e-6)
+
+
+def test_fast_fft_sizes_and_the_reverb_is_a_linear_convolution():
+    from dreamsound.engine.transforms import Reverb, fast_fft_size
+
+    assert [fast_fft_size(n) for n in (1, 7, 97, 1000, 66151)] == [1, 8, 100, 1000, 67500]
+    audio = torch.zeros(1000)
+    audio[10] = 1.0  # an impulse: the wet part is the room's response itself, from sample 10
+    out = Reverb(rt60_s=(0.005, 0.005), wet=(1.0, 1.0))(audio, SR, torch.Generator().manual_seed(0))
+    assert out[:10].abs().max() < 1e-6 and out[10:90].abs().max() > 0.1
+    assert out[10 + 80:].abs().max() < 1e-6  # 80 samples of room, then nothing wraps around
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 3.0])
+def test_the_interpolated_pull_back_meets_the_bound_in_few_steps(power):
+    from dreamsound.engine.constraints import (
+        PULL_BACK_EVALUATIONS,
+        PULL_BACK_TOLERANCE,
+        pull_back_interpolated,
+    )
+
+    calls = []
+
+    def distance(x):  # 10 dB at scale 1, growing as scale ** power
+        calls.append(1)
+        return 10.0 * float(x.abs().max()) ** power
+
+    original, updated = torch.zeros(4), torch.ones(4)
+    result, value = pull_back_interpolated(original, updated, 6.0, distance, at_one=10.0)
+    assert value == pytest.approx(distance(result)) and value <= 6.0
+    assert value >= 6.0 * (1 - PULL_BACK_TOLERANCE) or len(calls) > PULL_BACK_EVALUATIONS
+    assert len(calls) - 1 <= (1 if power == 1.0 else PULL_BACK_EVALUATIONS)
+    assert value > 5.9  # close to the bound even when the distance is far from linear
