@@ -172,6 +172,10 @@ class DreamConfig:
             object.__setattr__(self, "style", "exact" if self.domain in EXACT_DOMAINS
                                else "robust")
         _choice(self.style, STYLES, "--style")
+        if self.style == "robust" and self.domain in EXACT_DOMAINS and self.changes is None:
+            raise ConfigError(f"--style robust dreams a sound every model hears (--domain "
+                              f"envelope or samples); the {self.domain} domain belongs to "
+                              "--style exact")
         for name, value in STYLE_DEFAULTS[self.style].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)  # frozen: fill in once, at construction

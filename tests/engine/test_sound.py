@@ -135,8 +135,10 @@ def test_style_fills_in_what_was_not_given():
                                                                    domain=domain).to_dict()
     assert DreamConfig(domain="samples").style == "robust"
     assert DreamConfig(max_rmse_db=2.0).max_rmse_db == 2.0  # a given knob stays as given
-    with pytest.raises(ConfigError, match="--changes needs a sound domain"):
+    with pytest.raises(ConfigError, match="the spectrogram domain belongs to --style exact"):
         DreamConfig(style="robust", domain="spectrogram")
+    with pytest.raises(ConfigError, match="--changes needs a sound domain"):
+        DreamConfig(style="robust", domain="waveform", changes=2)
     robust = DreamConfig(style="robust", changes=4)
     assert DreamConfig(style="robust", domain="samples", changes=0).changes == 0
     with pytest.raises(ConfigError, match="--changes needs a sound domain"):
