@@ -87,10 +87,13 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
             param.requires_grad_(True)
             seen = domain.view(param, shift)
             value, logits = objective(seen)
+            # None when the step heard randomly changed copies (robust dreams), not the sound.
+            confidence = objective.confidence(logits)
             if last_stage and config.until is not None:
-                confidence = objective.confidence(logits) if not shift and logits is not None \
+                heard = confidence if not shift and confidence is not None \
                     else objective.confidence_of(domain.clean_view(param))
-                if confidence is not None and confidence >= config.until:
+                confidence = heard if confidence is None else confidence  # for progress too
+                if heard is not None and heard >= config.until:
                     reached = domain.check_reached(param, result.steps, objective)
                     if reached.stop:
                         result.stopped, param = "until", param.detach()
@@ -107,7 +110,6 @@ def ascend(domain: Domain, objective: Objective, config: DreamConfig, *,
                 hooks.on_gradient(result.steps + 1, gradient)
             if result.first_gradient is None:
                 result.first_gradient = gradient.clone()
-            confidence = objective.confidence(logits)
             if confidence is None and live is not None:
                 confidence = live(param, final=result.steps + 1 == total_steps)
             with torch.no_grad():
