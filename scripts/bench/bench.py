@@ -38,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LOOP = REPO / "examples" / "loop.wav"
-TARGETS = {"debug": "violin", "yamnet": "violin", "instrument": "violin"}
+TARGETS = {"debug": "violin", "yamnet": "violin", "instrument": "violin", "musicnn": "violin"}
 
 
 def _median_time(fn, repeats: int, warmup: int = 2) -> float:
