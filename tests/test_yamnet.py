@@ -27,6 +27,7 @@ from dreamsound.models.yamnet import (
     BN_EPSILON,
     FRONT_END,
     YAMNET_WEIGHTS,
+    PointwiseReLU,
     SameConvReLU,
     class_map,
     conv_unit_specs,
@@ -143,6 +144,40 @@ def test_strided_conv_aligns_like_tensorflow():
     expected = torch.zeros(3, 2)
     expected[0, 0], expected[1, 1], expected[0, 1], expected[1, 0] = 9.0, 1.0, 7.0, 3.0
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("size", [(8, 6), (7, 5), (6, 1)])
+@pytest.mark.parametrize("layer_index", [0, 1, 2, 3, 4])
+def test_units_equal_their_definition(layer_index, size):
+    """Each unit is ``relu(conv(tf_same_pad(x)) + bias)``, values and input gradients alike.
+
+    The units compute it in other ways (strided layers on even sizes as a kernel with leading
+    zero taps under symmetric padding; pointwise layers as one matrix product over channels-last
+    pixels); in float64 they must agree with the plain definition to rounding, on even sizes, odd
+    ones (the explicit-padding path) and a one-pixel width. Units 0-4: the first convolution,
+    a stride-1 and a stride-2 depthwise layer, and two pointwise layers.
+    """
+    specs = conv_unit_specs()
+    spec = [specs[0], specs[1], specs[3], specs[2], specs[4]][layer_index]
+    unit = PointwiseReLU(spec) if spec.kind == "pointwise" else SameConvReLU(spec)
+    generator = torch.Generator().manual_seed(layer_index)
+    with torch.no_grad():
+        for parameter in unit.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    unit = unit.double()
+    x = torch.randn(3, spec.in_channels, *size, generator=generator, dtype=torch.float64)
+    ours_in, reference_in = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    top, bottom = tf_same_padding(size[0], spec.kernel, spec.stride)
+    left, right = tf_same_padding(size[1], spec.kernel, spec.stride)
+    reference = F.relu(F.conv2d(F.pad(reference_in, (left, right, top, bottom)), unit.weight,
+                                unit.bias, stride=spec.stride, groups=spec.groups))
+    ours = unit(ours_in)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(reference.shape, generator=generator, dtype=torch.float64)
+    (ours * weights).sum().backward()
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(ours_in.grad, reference_in.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_named_layers_give_post_relu_activations(model, golden):
