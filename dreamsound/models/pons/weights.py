@@ -20,7 +20,7 @@ from dreamsound.models.pons.network import (
     PATCH_SHAPE,
 )
 from dreamsound.models.weights import WeightsFile
-from dreamsound.models.yamnet import fold_batch_norm
+from dreamsound.models.yamnet.weights import fold_batch_norm
 
 MODEL_NAME = "irmas-pons"
 

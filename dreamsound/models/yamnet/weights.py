@@ -1,61 +1,26 @@
-"""YAMNet in PyTorch, numerically equal to Google's TensorFlow model.
+"""YAMNet's weights: the Keras ``yamnet.h5`` and ``.tflite`` exports, read into a state dict.
 
-YAMNet (tensorflow/models ``research/audioset/yamnet``) is a MobileNetV1 trained on AudioSet. It
-reads 0.96 s log-mel patches (96 frames x 64 bands, 16 kHz audio) and gives 521 independent class
-logits per patch. This module holds
-
-* the network (:class:`YAMNetNetwork`): conv 3x3 stride 2 (32 filters) then 13 depthwise-separable
-  layers, global average pooling to a 1024-d embedding and a dense layer to 521 logits. Batch norm
-  is folded into the convolutions when weights are loaded, so every layer is ``relu(conv + bias)``;
-* the loaders: :func:`load_h5` for the Keras ``yamnet.h5`` and :func:`load_tflite` for a ``.tflite``
-  export (int8 weights dequantized); both return a state dict for :class:`YAMNetNetwork`;
-* :data:`SPEC`, the registry entry (``dreamsound.load_model("yamnet")``).
-
-Facts honoured (see DESIGN.md section 3): TensorFlow "same" padding, whose single extra pixel on
-stride-2 layers goes *after* (bottom/right), which ``padding=1`` in PyTorch would put before;
-batch norm without scale, epsilon 1e-4; sigmoid (not softmax) scores.
+Both loaders return the state dict of :class:`~dreamsound.models.yamnet.network.YAMNetNetwork`
+with batch norm folded into the convolutions (:func:`fold_batch_norm`); :data:`YAMNET_WEIGHTS`
+says where the official file is downloaded from.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
-import importlib.resources
-import logging
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from dreamsound.errors import ModelError, WeightsError
-from dreamsound.models.base import AudioClassifier, PatchNetwork
-from dreamsound.models.registry import ModelSpec
-from dreamsound.models.weights import WeightsFile, resolve_weights
-from dreamsound.spectral import FrontEndConfig
-
-log = logging.getLogger(__name__)
-
-#: YAMNet's front end (``yamnet/params.py``): 25 ms periodic-Hann windows every 10 ms, FFT 512,
-#: 64 HTK mel bands 125-7500 Hz, ``log(mel + 0.001)``, 0.96 s patches every 0.48 s.
-FRONT_END = FrontEndConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
-                           n_mels=64, fmin=125.0, fmax=7500.0, log_offset=0.001,
-                           patch_frames=96, patch_hop_frames=48)
-
-#: Batch-norm epsilon of every YAMNet layer (``params.batchnorm_epsilon``).
-BN_EPSILON = 1e-4
-N_CLASSES = 521
-EMBEDDING_SIZE = 1024
-
-#: The 13 depthwise-separable layers: (layer number, stride, pointwise filters). Layer 1 is the
-#: full 3x3 convolution with stride 2 and 32 filters (``yamnet.py``'s ``_YAMNET_LAYER_DEFS``).
-SEPARABLE_LAYERS: tuple[tuple[int, int, int], ...] = (
-    (2, 1, 64), (3, 2, 128), (4, 1, 128), (5, 2, 256), (6, 1, 256), (7, 2, 512), (8, 1, 512),
-    (9, 1, 512), (10, 1, 512), (11, 1, 512), (12, 1, 512), (13, 2, 1024), (14, 1, 1024),
+from dreamsound.errors import WeightsError
+from dreamsound.models.weights import WeightsFile
+from dreamsound.models.yamnet.network import (
+    BN_EPSILON,
+    EMBEDDING_SIZE,
+    N_CLASSES,
+    conv_unit_specs,
 )
 
 YAMNET_WEIGHTS = WeightsFile(
@@ -71,197 +36,8 @@ YAMNET_WEIGHTS = WeightsFile(
 )
 
 
-# -- architecture ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConvUnitSpec:
-    """One convolution of the network (each is followed by folded batch norm and a ReLU).
-
-    Attributes
-    ----------
-    layer : int
-        YAMNet layer number (1-14).
-    kind : str
-        ``"conv"`` (layer 1), ``"depthwise"`` or ``"pointwise"``.
-    in_channels, out_channels, kernel, stride : int
-        Convolution geometry (square kernel and stride).
-    """
-
-    layer: int
-    kind: str
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int
-
-    @property
-    def key(self) -> str:
-        """Attribute name inside :class:`YAMNetNetwork` (``layer2_depthwise``)."""
-        return f"layer{self.layer}_{self.kind}"
-
-    @property
-    def public_name(self) -> str:
-        """Stable name users pick layers by (``layer2/depthwise``)."""
-        return f"layer{self.layer}/{self.kind}"
-
-    @property
-    def groups(self) -> int:
-        return self.in_channels if self.kind == "depthwise" else 1
-
-    @property
-    def torch_weight_shape(self) -> tuple[int, int, int, int]:
-        """PyTorch kernel layout ``[out, in / groups, kh, kw]``."""
-        return (self.out_channels, self.in_channels // self.groups, self.kernel, self.kernel)
-
-
-def conv_unit_specs() -> list[ConvUnitSpec]:
-    """The 27 convolutions of YAMNet in forward order."""
-    units = [ConvUnitSpec(1, "conv", 1, 32, 3, 2)]
-    channels = 32
-    for layer, stride, filters in SEPARABLE_LAYERS:
-        units.append(ConvUnitSpec(layer, "depthwise", channels, channels, 3, stride))
-        units.append(ConvUnitSpec(layer, "pointwise", channels, filters, 1, 1))
-        channels = filters
-    return units
-
-
-def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """``(before, after)`` padding of TensorFlow's ``padding="SAME"`` along one axis.
-
-    Total padding is ``max(0, (ceil(size / stride) - 1) * stride + kernel - size)``; when it is
-    odd the extra pixel goes *after* (TensorFlow's convention; PyTorch's symmetric ``padding``
-    cannot express that).
-    """
-    total = max(0, (math.ceil(size / stride) - 1) * stride + kernel - size)
-    return total // 2, total - total // 2
-
-
-class SameConvReLU(nn.Conv2d):
-    """``relu(conv(x) + bias)`` with TensorFlow "same" padding; batch norm folded into the conv.
-
-    Stride-1 layers pad symmetrically, which PyTorch's own ``padding`` does exactly. Strided
-    layers on an even size have TensorFlow padding ``(0, 1)`` (:func:`tf_same_padding`); they run
-    as the kernel with a zero tap row and column in front (4x4) under symmetric padding 1, whose
-    windows then cover the same pixels with the same taps: exactly the same sums (the zero taps
-    add exact zeros), with no padded copy of the input in the forward pass or of its gradient in
-    the backward pass. Other sizes pad explicitly. The output is channels-last in memory (its
-    shape stays ``[P, C, H, W]``), the layout the pointwise layers and the depthwise kernels
-    work in without reordering.
-    """
-
-    def __init__(self, spec: ConvUnitSpec):
-        symmetric = spec.stride == 1
-        super().__init__(spec.in_channels, spec.out_channels, spec.kernel, stride=spec.stride,
-                         padding=spec.kernel // 2 if symmetric else 0, groups=spec.groups,
-                         bias=True)
-        self.spec = spec
-        self._explicit_pad = not symmetric and spec.kernel > 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._explicit_pad:
-            k, s = self.spec.kernel, self.spec.stride
-            top, bottom = tf_same_padding(x.shape[-2], k, s)
-            left, right = tf_same_padding(x.shape[-1], k, s)
-            if (top, bottom, left, right) == (0, 1, 0, 1) and k == 3:
-                leading_zero_taps = F.pad(self.weight, (1, 0, 1, 0))
-                y = F.conv2d(x, leading_zero_taps, self.bias, stride=s, padding=1,
-                             groups=self.groups)
-            else:
-                y = super().forward(F.pad(x, (left, right, top, bottom)))
-        else:
-            y = super().forward(x)
-        # In place: the convolution's output is a fresh tensor that its backward does not keep,
-        # so the ReLU needs no buffer of its own: one activation-sized allocation (and its page
-        # faults) less per layer, the same values, ~5 % off a step (interleaved A/B, 2 threads).
-        return F.relu_(y).contiguous(memory_format=torch.channels_last)
-
-
-class PointwiseReLU(nn.Conv2d):
-    """``relu(conv1x1(x) + bias)``, from 64 input channels on as one matrix product.
-
-    A 1x1 convolution is ``[pixels, C_in] @ kernel^T`` when channels are the innermost axis
-    (channels-last memory, which :class:`SameConvReLU` outputs). As a matrix product it skips
-    oneDNN's per-call reorders of the kernel, most of a step's time in the deep 512- and
-    1024-channel layers whose feature maps are a few pixels (forward + input gradient of the
-    1024 -> 1024 layer on 20 patches: 1.9 ms against 4.7 ms). The first pointwise layer (32
-    channels on the largest maps) stays a convolution, which is faster there (3.3 against 4.8
-    ms). Same parameters and state-dict keys as the convolution; input and output
-    ``[P, C, H, W]`` (channels-last in memory).
-    """
-
-    def __init__(self, spec: ConvUnitSpec):
-        super().__init__(spec.in_channels, spec.out_channels, 1, bias=True)
-        self.spec = spec
-        self._as_product = spec.in_channels >= 64
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._as_product:
-            return F.relu_(super().forward(x))
-        patches, channels, height, width = x.shape
-        pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when channels-last
-        out = torch.addmm(self.bias, pixels, self.weight.view(self.out_channels, channels).t())
-        # In place on the product's fresh output (its backward keeps only the inputs).
-        return F.relu_(out).view(patches, height, width, -1).permute(0, 3, 1, 2)
-
-
-def _unit(spec: ConvUnitSpec) -> nn.Conv2d:
-    return PointwiseReLU(spec) if spec.kind == "pointwise" else SameConvReLU(spec)
-
-
-class YAMNetNetwork(PatchNetwork):
-    """YAMNet after the front end: log-mel patches -> (logits, embeddings).
-
-    Parameters
-    ----------
-    n_classes : int
-        Output classes (521 for AudioSet).
-
-    Notes
-    -----
-    Named layers (see :meth:`named_layers`) give activations *after* their ReLU, like the
-    ``layerN/.../relu`` tensors of the Keras model: ``layer1/conv``, ``layer2/depthwise``,
-    ``layer2/pointwise``, ..., ``layer14/pointwise``, and ``logits`` (pre-sigmoid).
-    """
-
-    def __init__(self, n_classes: int = N_CLASSES):
-        super().__init__()
-        self.units = nn.ModuleDict({spec.key: _unit(spec) for spec in conv_unit_specs()})
-        self.logits = nn.Linear(EMBEDDING_SIZE, n_classes)
-
-    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[P, n_classes]`` and embeddings ``[P, 1024]`` of patches ``[P, 1, 96, 64]``."""
-        x = patches
-        for unit in self.units.values():
-            x = unit(x)
-        embeddings = x.mean(dim=(-2, -1))  # global average pooling
-        return self.logits(embeddings), embeddings
-
-    def named_layers(self) -> dict[str, nn.Module]:
-        layers: dict[str, nn.Module] = {u.spec.public_name: u for u in self.units.values()}
-        layers["logits"] = self.logits
-        return layers
-
-
-# -- class map -------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def class_map() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(display_names, mids)`` of the 521 AudioSet classes, in output index order.
-
-    Read from the packaged ``yamnet_classes.csv`` (``index,mid,display_name``, the
-    ``yamnet_class_map.csv`` of tensorflow/models).
-    """
-    text = (importlib.resources.files("dreamsound.models") / "yamnet_classes.csv").read_text(
-        encoding="utf-8")
-    rows = list(csv.reader(text.splitlines()))
-    header, body = rows[0], rows[1:]
-    if header != ["index", "mid", "display_name"] or len(body) != N_CLASSES:
-        raise ModelError("the packaged yamnet_classes.csv is damaged; reinstall dreamsound")
-    if [int(r[0]) for r in body] != list(range(N_CLASSES)):
-        raise ModelError("the packaged yamnet_classes.csv is out of order; reinstall dreamsound")
-    return tuple(r[2] for r in body), tuple(r[1] for r in body)
-
-
 # -- weights: shared checks and folding ------------------------------------------------------------
-def _expected_state_shapes() -> dict[str, tuple[int, ...]]:
+def expected_state_shapes() -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in conv_unit_specs():
         shapes[f"units.{spec.key}.weight"] = spec.torch_weight_shape
@@ -603,36 +379,3 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if head[4:8] == b"TFL3":
         return load_tflite(path)
     raise WeightsError(f"{path}: not a YAMNet weights file (expected a Keras .h5 or a .tflite)")
-
-
-def build_from_state(state: dict[str, torch.Tensor], *,
-                     device: torch.device | str = "cpu") -> AudioClassifier:
-    """An :class:`AudioClassifier` around a :class:`YAMNetNetwork` holding ``state``."""
-    expected = _expected_state_shapes()
-    if set(state) != set(expected):
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise WeightsError(f"YAMNet state dict mismatch: missing {missing[:3]}, extra {extra[:3]}")
-    network = YAMNetNetwork()
-    network.load_state_dict(state)
-    # NHWC kernels make oneDNN pick faster depthwise/pointwise kernels: forward+backward on 10 s
-    # of audio takes ~10-15 % less time on CPU (scripts/bench/bench_yamnet.py). Values are unchanged
-    # up to float32 summation order.
-    network.to(memory_format=torch.channels_last)
-    names, mids = class_map()
-    model = AudioClassifier("yamnet", FRONT_END, network, names, mids)
-    return model.to(device).eval()
-
-
-def build(weights: Path | None, device: torch.device) -> AudioClassifier:
-    """Registry factory: resolve the weights file (explicit, env var, cache, download) and load."""
-    path = resolve_weights(YAMNET_WEIGHTS, weights)
-    log.info("loading YAMNet weights from %s", path)
-    return build_from_state(load_weights(path), device=device)
-
-
-SPEC = ModelSpec(
-    name="yamnet",
-    summary="Google's YAMNet (AudioSet, 521 classes, 16 kHz), ported to PyTorch",
-    factory=build,
-    weights=YAMNET_WEIGHTS,
-)
