@@ -46,12 +46,6 @@ def class_map() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(r[2] for r in body), tuple(r[1] for r in body)
 
 
-def class_names_and_codes() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The class names and AudioSet mids, without weights (``dreamsound classes --model yamnet``
-    works before the weights are downloaded)."""
-    return class_map()
-
-
 def build_from_state(state: dict[str, torch.Tensor], *,
                      device: torch.device | str = "cpu") -> AudioClassifier:
     """An :class:`AudioClassifier` around a :class:`YAMNetNetwork` holding ``state``."""
