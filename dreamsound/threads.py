@@ -64,9 +64,6 @@ SPIN_COUNT = 10_000
 #: busy neighbour costs a few slow steps at most; long enough for ``/proc/stat``'s 10 ms ticks
 #: (20 per window on 2 cores) to tell a busy core from a free one.
 ADAPT_INTERVAL_S = 0.1
-#: The first window after a start or a pause runs this share of the interval: 50 ms, still ten
-#: ``/proc/stat`` ticks on 2 cores (a busy core shows as ~5), shorter than one slow step.
-FIRST_WINDOW_SHARE = 0.5
 _PROC_STAT = Path("/proc/stat")
 
 
@@ -200,8 +197,7 @@ class LoadGovernor:
     ``cpus`` with this process's own CPU time over that window: the difference is what other
     processes took (in cores), and the count becomes the cores left, rounded, at least one.
     A window more than four intervals old is not trusted (the load then says nothing about
-    now): the poll goes back to the full count and starts a new, shorter window
-    (:data:`FIRST_WINDOW_SHARE`), as the first poll does.
+    now): the poll only starts a new one.
 
     Parameters
     ----------
@@ -231,39 +227,26 @@ class LoadGovernor:
         self._clock = clock
         self.interval = interval
         self._window: tuple[float, float, float] | None = None  # (clock, busy, own) at start
-        self._span = interval  # how long the current window must run before the next look
 
     def poll(self) -> int:
         """Look at the load if a window has passed, apply the count it calls for, return it."""
         now = self._clock()
-        if self._window is not None and now - self._window[0] < self._span:
+        if self._window is not None and now - self._window[0] < self.interval:
             return self.current
         busy = self._busy()
         if busy is None:
             return self.current
         window, self._window = self._window, (now, busy, self._cpu_time())
         if window is None or now - window[0] > 4 * self.interval:
-            # Nothing is known about the load now (the first look, or the first after a pause
-            # in which others may have come and gone): start as at the beginning, with every
-            # thread, and look again after a short first window rather than a whole interval.
-            # A count kept from before the pause -- one thread after a busy spell -- made the
-            # first steps of the next dream twice as slow on a machine that had become idle.
-            self._apply(self.threads)
-            self._span = self.interval * FIRST_WINDOW_SHARE
             return self.current
-        self._span = self.interval
         others = max(0.0, (busy - window[1]) - (self._window[2] - window[2])) / (now - window[0])
         wanted = max(1, min(self.threads, math.floor(len(self.cpus) - others + 0.5)))
         if wanted != self.current:
             log.debug("other processes use %.1f of %d cores: %d thread(s)", others,
                       len(self.cpus), wanted)
-        self._apply(wanted)
+            self._set(wanted)
+            self.current = wanted
         return self.current
-
-    def _apply(self, count: int) -> None:
-        if count != self.current:
-            self._set(count)
-            self.current = count
 
 
 _governor: LoadGovernor | None = None
