@@ -98,7 +98,7 @@ def _time_layers(model, patches: torch.Tensor, args: argparse.Namespace) -> None
     """Per kind of unit: summed median forward and forward + input-gradient times (ms) and the
     forward's GFLOP/s (2 x multiply-adds / s), each unit on the activations it really sees."""
     totals: dict[str, list[float]] = {}
-    x = patches.contiguous(memory_format=torch.channels_last)
+    x = patches  # as the network sees them (a view of the log-mel; units keep channels-last)
     for unit in model.network.units.values():
         kind = ("depthwise" if unit.groups > 1 else "pointwise" if unit.kernel_size == (1, 1)
                 else "full") + f" 3x3/{unit.stride[0]}" * (unit.kernel_size != (1, 1))
