@@ -93,6 +93,9 @@ class DreamerRef:
         """Set this worker's torch threads and build the Dreamer (checking ``sha256``)."""
         import torch
 
+        from dreamsound.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # as the CLI does in its own process
         torch.set_num_threads(self.threads)
         dreamer = self.build()
         check_digest(dreamer.model, self.sha256, name=self.models[0][0], weights=self.weights)

@@ -160,8 +160,10 @@ def _root(
                         logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Before any command loads torch (which reads the count from the environment then); torch
     # itself is not imported here, so commands that never need it stay instant.
+    from dreamsound.allocator import reuse_freed_memory
     from dreamsound.threads import configure_threads, governed, set_wait_policy
 
+    reuse_freed_memory()  # no page faults on a step's buffers (see dreamsound.allocator)
     _state["threads"] = configure_threads(threads, load_torch=False)
     # How OpenMP threads wait is read once, when torch loads: a short spin when the count
     # follows the load, else sleep at once (see dreamsound.threads).

@@ -146,8 +146,10 @@ class ModelRef:
         """
         import torch
 
+        from dreamsound.allocator import reuse_freed_memory
         from dreamsound.models.registry import load_model
 
+        reuse_freed_memory()  # as the CLI does in its own process
         torch.set_num_threads(self.threads)
         net = load_model(self.name, self.weights, self.device)
         check_digest(net, self.sha256, name=self.name, weights=self.weights)

@@ -58,7 +58,13 @@ def child(model_name: str, domain: str, weights: str | None, seconds: float, ste
     import numpy as np
     import torch
 
+    import dreamsound
+
     torch.set_num_threads(threads)
+    if (Path(dreamsound.__file__).parent / "allocator.py").is_file():  # what its CLI does
+        from dreamsound.allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     from dreamsound.audio import load_audio
     from dreamsound.models.registry import load_model
 

@@ -137,7 +137,9 @@ def torch_worker(args: argparse.Namespace) -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
     else:
-        # What the CLI does, in its order: the count, then the wait policy, then torch loads.
+        # What the CLI does, in its order: the allocator, the count, then the wait policy, then
+        # torch loads.
+        from dreamsound.allocator import reuse_freed_memory
         from dreamsound.threads import (
             adapt_threads,
             configure_threads,
@@ -145,6 +147,7 @@ def torch_worker(args: argparse.Namespace) -> None:
             set_wait_policy,
         )
 
+        reuse_freed_memory()
         source = configure_threads(args.threads, load_torch=False).source
         set_wait_policy(governed=governed())
         source += " (follows the load)" if governed() else ""
