@@ -149,13 +149,14 @@ def test_strided_conv_aligns_like_tensorflow():
 @pytest.mark.parametrize("size", [(8, 6), (7, 5), (6, 1)])
 @pytest.mark.parametrize("layer_index", [0, 1, 2, 3, 4])
 def test_units_equal_their_definition(layer_index, size):
-    """Each unit is ``relu(conv(tf_same_pad(x)) + bias)``, values and input gradients alike.
+    """Each unit is ``relu(conv(tf_same_pad(x)) + bias)``: values, input and weight gradients.
 
     The units compute it in other ways (strided layers on even sizes as a kernel with leading
     zero taps under symmetric padding; pointwise layers as one matrix product over channels-last
-    pixels); in float64 they must agree with the plain definition to rounding, on even sizes, odd
-    ones (the explicit-padding path) and a one-pixel width. Units 0-4: the first convolution,
-    a stride-1 and a stride-2 depthwise layer, and two pointwise layers.
+    pixels; the first layer's input gradient as a phase-split convolution); in float64 they must
+    agree with the plain definition to rounding, on even sizes, odd ones (the explicit-padding
+    path) and a one-pixel width. Units 0-4: the first convolution, a stride-1 and a stride-2
+    depthwise layer, and two pointwise layers.
     """
     specs = conv_unit_specs()
     spec = [specs[0], specs[1], specs[3], specs[2], specs[4]][layer_index]
@@ -175,9 +176,14 @@ def test_units_equal_their_definition(layer_index, size):
     assert ours.shape == reference.shape
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
     weights = torch.randn(reference.shape, generator=generator, dtype=torch.float64)
-    (ours * weights).sum().backward()
-    (reference * weights).sum().backward()
-    torch.testing.assert_close(ours_in.grad, reference_in.grad, rtol=1e-12, atol=1e-12)
+    wrt = (unit.weight, unit.bias)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), (ours_in, *wrt))
+    reference_grads = torch.autograd.grad((reference * weights).sum(), (reference_in, *wrt))
+    for got, expected in zip(ours_grads, reference_grads, strict=True):  # input, weight, bias
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # The input gradient alone, as a dream asks for it (the weights' gradients not computed).
+    (alone,) = torch.autograd.grad((unit(ours_in) * weights).sum(), ours_in)
+    torch.testing.assert_close(alone, reference_grads[0], rtol=1e-12, atol=1e-12)
 
 
 def test_named_layers_give_post_relu_activations(model, golden):
@@ -530,3 +536,4 @@ def _check_cuda_clips(cuda_model, golden) -> None:
         assert _max_abs(out.scores.detach().cpu(), golden[f"{clip}__scores"]) <= 1e-3
         if clip != "sine440":  # see test_input_gradient_matches_tensorflow
             assert _cosine(waveform.grad.cpu().numpy(), golden[f"{clip}__grad"]) >= 0.999
+

@@ -46,6 +46,7 @@ import atexit
 import json
 import math
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -98,7 +99,9 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
            thread_count: Any = None) -> None:
     """Answer requests on stdin until ``quit``: ``{"op": "run", "kind": K, "n": N}`` -> the N
     step times (and, with ``thread_count``, the threads each step ended with);
-    ``{"op": "grad", "kind": K, "path": P}`` -> the gradient saved to P (.npy)."""
+    ``{"op": "grad", "kind": K, "path": P}`` -> the gradient saved to P (.npy). Every answer to
+    "run" also gives the minor page faults the N steps took (the pages of freed buffers handed
+    back to the kernel and faulted in again)."""
     import numpy as np
 
     _send({"ready": True, "info": info})
@@ -112,6 +115,7 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
             continue
         step = steps[request["kind"]]
         times, counts = [], []
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(int(request["n"])):
             prepare, run = step
             argument = prepare()
@@ -120,7 +124,8 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
             times.append(time.perf_counter() - started)
             if thread_count is not None:
                 counts.append(thread_count())
-        _send({"times": times, "threads": counts})
+        _send({"times": times, "threads": counts,
+               "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before})
 
 
 # -- the PyTorch side --------------------------------------------------------------------------
@@ -517,6 +522,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         times: dict[str, dict[str, dict[str, list[float]]]] = {}
         counts: dict[str, dict[str, list[int]]] = {}  # threads after each step, per condition
+        faults: dict[str, list[int]] = {}  # minor page faults per step, per worker
         names = list(workers)
         for round_index in range(args.rounds):
             order = names[round_index % len(names):] + names[:round_index % len(names)]
@@ -530,6 +536,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             got = workers[name].request(op="run", kind=kind, n=args.steps)
                             times.setdefault(condition, {}).setdefault(kind, {}).setdefault(
                                 name, []).extend(got["times"])
+                            faults.setdefault(name, []).append(got["faults"] // args.steps)
                             if got.get("threads"):
                                 counts.setdefault(condition, {}).setdefault(name, []).extend(
                                     got["threads"])
@@ -548,6 +555,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workers": infos, "gradient_cosine": agreement, "times": times,
             "threads_per_step": {c: {n: {str(k): v.count(k) for k in sorted(set(v))}
                                      for n, v in sides.items()} for c, sides in counts.items()},
+            "page_faults_per_step": {name: {"median": float(np.median(v)), "max": max(v)}
+                                     for name, v in faults.items()},
             "summary": summarize(times)}
 
 
@@ -592,6 +601,10 @@ def print_report(result: dict[str, Any]) -> None:
           f"intra-op {tf['intra_op']}, inter-op "
           f"{tf['inter_op']}; golden parity worst: "
           + ", ".join(f"{k} {v:.2g}" for k, v in tf["parity"].items()))
+    if "page_faults_per_step" in result:
+        print("  minor page faults per step (median, max over requests): " + "; ".join(
+            f"{name} {v['median']:g}, {v['max']}"
+            for name, v in result["page_faults_per_step"].items()))
     print("  gradients agree: " + "; ".join(
         f"{kind} " + ", ".join(f"{k} cos {v:.6f}" for k, v in pairs.items())
         for kind, pairs in result["gradient_cosine"].items()))
