@@ -4,11 +4,11 @@ Every step of a dream allocates and frees the same activation- and gradient-size
 ~8 MB each for YAMNet on 10 s of audio). glibc's malloc gives blocks over its mmap threshold back
 to the kernel on ``free`` and trims the top of its heap when more than its trim threshold is
 free there; its dynamic thresholds (raised after the first free of a mapped block) settle
-differently from one process to the next, and in 4 of 9 processes the YAMNet step went on
-taking 2,700-5,700 minor page faults, each buffer's pages zeroed again by the kernel: 41-45 ms
-against 35-38 ms for the processes without them. With fixed thresholds (below) no process
-faulted more than 42 times a step (scratch A/B, 10 s of audio, 2 threads, 2-core Sapphire Rapids
-VM; the figures are in the README's *Threads and speed*).
+differently from one process to the next. In 6 of 11 processes a YAMNet step (from the log-mel
+of 10 s) went on taking 2,700-5,700 minor page faults, each buffer's pages zeroed again by the
+kernel: 41-45 ms, against 35-39 ms in the others. With fixed thresholds (below) no process
+faulted more than 42 times a step (scratch A/B, 2 threads, 2-core Sapphire Rapids VM; the
+main job's figures are in the README's *Threads and speed*).
 
 The price: up to :data:`TRIM_THRESHOLD_BYTES` of freed memory stays with the process after a
 peak instead of going back to the system (the peak itself is unchanged). Only glibc is touched;

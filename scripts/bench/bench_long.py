@@ -137,10 +137,12 @@ def written_seams(path: Path, model_name: str, device: str) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     """Dream ``args.input`` in this process; print one JSON line: wall time, peak RSS, report."""
+    from dreamsound.allocator import reuse_freed_memory
     from dreamsound.api import Dreamer
     from dreamsound.config import DreamConfig
     from dreamsound.streaming import dream_file
 
+    reuse_freed_memory()  # as the CLI does
     settings = {} if args.steps is None else {"steps": args.steps}
     dreamer = Dreamer(args.model, DreamConfig(**settings), device=args.device)
     last = [-1]
