@@ -19,10 +19,8 @@ settings are left as they are.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
-import platform
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +55,10 @@ def reuse_freed_memory() -> bool:
 
 
 def _apply() -> bool:
-    if platform.libc_ver()[0] != "glibc" or any(name in os.environ for name in _USER_SETTINGS):
+    if not _glibc() or any(name in os.environ for name in _USER_SETTINGS):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # this process's own symbols, glibc's among them
         # The mmap threshold first: setting either turns glibc's dynamic thresholds off.
         ok = (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(MMAP_THRESHOLD_BYTES)) == 1
               and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(TRIM_THRESHOLD_BYTES)) == 1)
@@ -70,3 +68,12 @@ def _apply() -> bool:
     log.debug("malloc thresholds: mmap %d B, trim %d B (%s)", MMAP_THRESHOLD_BYTES,
               TRIM_THRESHOLD_BYTES, "set" if ok else "refused")
     return ok
+
+
+def _glibc() -> bool:
+    """Whether this process runs on glibc (a constant lookup, unlike ``platform.libc_ver``,
+    which reads the interpreter's binary)."""
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (AttributeError, ValueError, OSError):  # no confstr, or no such name here
+        return False

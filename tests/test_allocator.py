@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 from dreamsound import allocator
 
-GLIBC = platform.libc_ver()[0] == "glibc"
+GLIBC = allocator._glibc()
 
 # Three 8 MB buffers live at once, then freed, 30 times: with glibc's dynamic thresholds the
 # 24 MB free at the top of the heap exceed its trim threshold (twice the largest freed mapping,
