@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 #: Blocks up to this size come from the heap, not from a fresh mapping (glibc's own ceiling for
 #: its dynamic threshold on 64-bit systems, so every glibc accepts it).
 MMAP_THRESHOLD_BYTES = 32 * 2**20
-#: Free memory at the top of the heap beyond this goes back to the system (64 MiB still let a
-#: process fault ~1,100 times a step in one of three; 256 MiB none).
+#: Free memory at the top of the heap beyond this goes back to the system. For YAMNet's step on
+#: 10 s, 16 MiB still let one process of three fault ~1,100 times a step, 64 and 256 MiB at most
+#: 42; 256 leaves room for larger steps (ensembles, musicnn, longer segments).
 TRIM_THRESHOLD_BYTES = 256 * 2**20
 
 # mallopt parameters (malloc.h).

@@ -115,7 +115,9 @@ class _PhaseSplitConv(torch.autograd.Function):
 
     For YAMNet's first layer (one input channel, 32 outputs) oneDNN's backward-data kernel took
     2.1 ms of a step on 20 patches; the phase-split form takes 0.7 ms (``torch.profiler``, 2
-    threads), the same sums in another order. The depthwise layers keep torch's own backward:
+    threads), the same sums in another order. In whole steps the gain is smaller: the previous
+    code took 1.01x the time idle and 1.02-1.04x with a busy core (``bench_tf_yamnet``, two
+    runs). The depthwise layers keep torch's own backward:
     they gained nothing from either this or a transposed convolution in a whole step. Weight and
     bias gradients, when asked for, come from torch's own convolution backward.
     """
