@@ -132,6 +132,7 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
 def torch_worker(args: argparse.Namespace) -> None:
     """Our YAMNet step (this tree, or a baseline commit when PYTHONPATH points at it)."""
     adapt = None
+    reuses_freed_memory = False
     if args.as_baseline:
         # (A baseline keeps torch's default count and PASSIVE, as its CLI did. Its missing
         # modules would be found in the editable install's tree, so do not even try.)
@@ -143,8 +144,9 @@ def torch_worker(args: argparse.Namespace) -> None:
             torch.set_num_threads(args.threads)
     else:
         # What the CLI does, in its order: the allocator, the count, then the wait policy, then
-        # torch loads.
-        from dreamsound.allocator import reuse_freed_memory
+        # torch loads. A baseline from before dreamsound/allocator.py must not take ours from
+        # the editable install's tree (a module its own package lacks is found there).
+        import dreamsound
         from dreamsound.threads import (
             adapt_threads,
             configure_threads,
@@ -152,7 +154,10 @@ def torch_worker(args: argparse.Namespace) -> None:
             set_wait_policy,
         )
 
-        reuse_freed_memory()
+        if (Path(dreamsound.__file__).parent / "allocator.py").is_file():
+            from dreamsound.allocator import reuse_freed_memory
+
+            reuses_freed_memory = reuse_freed_memory()
         source = configure_threads(args.threads, load_torch=False).source
         set_wait_policy(governed=governed())
         source += " (follows the load)" if governed() else ""
@@ -198,6 +203,7 @@ def torch_worker(args: argparse.Namespace) -> None:
     gradients = {kind: (lambda p=prepare, r=run: r(p()).numpy()) for kind, (prepare, run)
                  in steps.items()}
     info = {"threads": torch.get_num_threads(), "thread_source": source,
+            "reuses_freed_memory": reuses_freed_memory,
             "wait_policy": os.environ.get("OMP_WAIT_POLICY")
             or f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}",
             "torch": torch.__version__,
@@ -588,14 +594,15 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['steps_per_round']} steps per side and kind; CPUs {result['cpus']}, busy "
           f"loop on CPU {result['busy_cpu']}")
     print(f"  ours: torch {ours['torch']}, {ours['threads']} threads ({ours['thread_source']}), "
-          f"wait: {ours['wait_policy']}")
+          f"wait: {ours['wait_policy']}, freed memory kept: {ours.get('reuses_freed_memory')}")
     for condition, sides in result.get("threads_per_step", {}).items():
         print(f"  {condition}: steps per thread count " + "; ".join(
             f"{name} " + ", ".join(f"{k} threads x{v}" for k, v in hist.items())
             for name, hist in sides.items()))
     if "baseline" in result["workers"]:
         base = result["workers"]["baseline"]
-        print(f"  baseline: {base['code']}, {base['threads']} threads ({base['thread_source']})")
+        print(f"  baseline: {base['code']}, {base['threads']} threads ({base['thread_source']}), "
+              f"freed memory kept: {base.get('reuses_freed_memory')}")
     print(f"  tf: TensorFlow {tf['tensorflow']}, Keras {tf['keras']}, tf.function"
           f"{' (XLA)' if tf['jit_compile'] else ''}, TF_ENABLE_ONEDNN_OPTS={tf['onednn']}, "
           f"intra-op {tf['intra_op']}, inter-op "
