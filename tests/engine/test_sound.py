@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -212,3 +214,38 @@ def test_the_interpolated_pull_back_meets_the_bound_in_few_steps(power):
     assert value >= 6.0 * (1 - PULL_BACK_TOLERANCE) or len(calls) > PULL_BACK_EVALUATIONS
     assert len(calls) - 1 <= (1 if power == 1.0 else PULL_BACK_EVALUATIONS)
     assert value > 5.9  # close to the bound even when the distance is far from linear
+
+
+@pytest.mark.parametrize("n", [1, 11, 97, 4096, 66151, 176400, 264600])
+def test_speed_sizes_are_fast_and_near_the_factor(n):
+    from dreamsound.engine.transforms import speed_sizes
+
+    def seven_smooth(size: int) -> bool:
+        for prime in (2, 3, 5, 7):
+            while size % prime == 0:
+                size //= prime
+        return size == 1
+
+    for cents in (-50.0, -17.3, 0.0, 8.9, 50.0):
+        factor = 2.0 ** (cents / 1200.0)
+        padded, out = speed_sizes(n, factor)
+        assert seven_smooth(padded) and seven_smooth(out)
+        assert n <= padded <= max(n + 1, 1.05 * n)
+        if n >= 20000:  # shorter sounds have too few such sizes to come near every factor
+            assert abs(1200.0 * math.log2(padded / out / factor)) < 7.0
+
+
+def test_speed_moves_a_tone_by_its_factor():
+    from dreamsound.engine.transforms import Speed
+
+    rate, seconds = 16000, 4.0
+    t = torch.arange(int(rate * seconds), dtype=torch.float64) / rate
+    tone = torch.sin(2 * math.pi * 1000.0 * t)
+    for cents in (-37.0, 23.0):
+        factor = 2.0 ** (cents / 1200.0)
+        played = Speed.at_factor(tone, factor)
+        assert played.shape == tone.shape
+        # The peak of the first 3 s (the tone fills them either way), 1/3 Hz bins (0.6 cents).
+        spectrum = torch.fft.rfft(played[: 3 * rate] * torch.hann_window(3 * rate, dtype=t.dtype))
+        peak_hz = float(torch.argmax(spectrum.abs())) / 3.0
+        assert abs(1200.0 * math.log2(peak_hz / (1000.0 * factor))) < 7.0 + 0.6
