@@ -120,3 +120,21 @@ def test_model_built_under_inference_mode_folds_without_caching():
         y = torch.randn(2, 1, 8, 8)
         torch.testing.assert_close(unit(y), _plain(unit, y), atol=2e-5, rtol=1e-5)
     assert unit._folded_cache is None
+
+
+def test_every_folded_layer_writes_channels_last(frozen):
+    """On the CPU every folded convolution writes NHWC, the first (one input channel) too:
+    otherwise the second layer copies its input, and its input gradient, to NHWC every step."""
+    x = torch.randn(3, 1, 43, 128)
+    outputs: list[torch.Tensor] = []
+    handles = [unit.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+               for unit in _units(frozen)]
+    try:
+        with torch.no_grad():
+            frozen.network(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(outputs) == len(_units(frozen))
+    for out in outputs:
+        assert out.stride(1) == 1, out.stride()  # channels innermost

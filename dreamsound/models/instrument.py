@@ -165,7 +165,14 @@ class ConvUnit(nn.Sequential):
             if weight.device.type == "cpu":
                 # NHWC kernels make oneDNN keep every activation channels-last, where its 3x3
                 # kernels for 16-64 channels are much faster than in NCHW (forward + backward).
-                weight = weight.contiguous(memory_format=torch.channels_last)
+                # Strides set explicitly: with one input channel .contiguous(channels_last)
+                # returns the NCHW kernel itself (a size-1 axis makes both layouts
+                # "contiguous"), the first layer then wrote NCHW, and the second copied its
+                # input and its gradient to NHWC on every step.
+                _, in_c, height, width = weight.shape
+                weight = torch.empty_strided(
+                    weight.shape, (height * width * in_c, 1, width * in_c, in_c),
+                    dtype=weight.dtype, device=weight.device).copy_(weight)
         return weight, bias
 
 
