@@ -105,28 +105,28 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
-def fast_fft_size(n: int) -> int:
-    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5: an FFT of
-    ``n`` + a random reverb length can have a large prime factor and take ten times longer."""
-    size = max(1, int(n))
-    while True:
-        rest = size
-        for prime in (2, 3, 5):
-            while rest % prime == 0:
-                rest //= prime
-        if rest == 1:
-            return size
-        size += 1
-
-
-@functools.lru_cache(maxsize=8)
-def _seven_smooth(limit: int) -> tuple[int, ...]:
-    """Every length up to ``limit`` whose only prime factors are 2, 3, 5 and 7, ascending."""
+@functools.lru_cache(maxsize=16)
+def _smooth_sizes(limit: int, primes: tuple[int, ...]) -> tuple[int, ...]:
+    """Every length up to ``limit`` whose only prime factors are ``primes``, ascending (the
+    lengths an FFT takes fastest)."""
     sizes = [1]
-    for prime in (2, 3, 5, 7):
+    for prime in primes:
         sizes = [size * prime**k for size in sizes
                  for k in range(int(math.log(limit / size, prime) + 1e-9) + 1)]
     return tuple(sorted(size for size in sizes if size <= limit))
+
+
+def _table_over(n: float, primes: tuple[int, ...]) -> tuple[int, ...]:
+    """:func:`_smooth_sizes` up to the power of two above ``n`` (so a few tables serve all)."""
+    return _smooth_sizes(1 << math.ceil(math.log2(max(2.0, n))), primes)
+
+
+def fast_fft_size(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5: an FFT of
+    ``n`` + a random reverb length can have a large prime factor and take ten times longer."""
+    n = max(1, int(n))
+    table = _table_over(2 * n, (2, 3, 5))  # a power of two lies in [n, 2n]
+    return table[bisect.bisect_left(table, n)]
 
 
 def speed_sizes(n: int, factor: float) -> tuple[int, int]:
@@ -141,7 +141,7 @@ def speed_sizes(n: int, factor: float) -> tuple[int, int]:
     within 50 cents: median 0.65, largest 6.5).
     """
     n = max(1, int(n))
-    table = _seven_smooth(1 << math.ceil(math.log2(max(2.0, 1.1 * n * max(1.0, 1.0 / factor)))))
+    table = _table_over(1.1 * n * max(1.0, 1.0 / factor), (2, 3, 5, 7))
     best: tuple[float, int, int] | None = None
     for padded in table[bisect.bisect_left(table, n):]:
         if padded > max(n + 1, 1.05 * n):
