@@ -190,6 +190,35 @@ def busy_seconds(cpus: frozenset[int], stat: Path = _PROC_STAT) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
+def others_runnable(cpus: frozenset[int], stat: Path = _PROC_STAT, *, looks: int = 6,
+                    gap_s: float = 0.001) -> int | None:
+    """Threads of other processes that are running or waiting for a CPU now: the fewest of
+    ``looks`` readings of ``/proc/stat``'s ``procs_running``, ``gap_s`` apart, less the caller.
+
+    The fewest, because a process that just handed us work (a parent writing to our pipe) is
+    still runnable for a few microseconds; a process that keeps a core busy is there at every
+    look. None when it cannot be read, or when ``cpus`` are not all the online CPUs (the count
+    is machine-wide).
+    """
+    if len(cpus) != os.cpu_count():
+        return None
+    fewest: int | None = None
+    for look in range(looks):
+        if look:
+            time.sleep(gap_s)
+        try:
+            text = stat.read_text()
+        except OSError:
+            return None
+        running = next((int(value) for name, _, value in
+                        (line.partition(" ") for line in text.splitlines())
+                        if name == "procs_running" and value.strip().isdigit()), None)
+        if running is None:
+            return None
+        fewest = running if fewest is None else min(fewest, running)
+    return None if fewest is None else max(0, fewest - 1)
+
+
 class LoadGovernor:
     """Gives torch the cores that other processes leave free, between 1 and ``threads``.
 
@@ -197,7 +226,13 @@ class LoadGovernor:
     ``cpus`` with this process's own CPU time over that window: the difference is what other
     processes took (in cores), and the count becomes the cores left, rounded, at least one.
     A window more than four intervals old is not trusted (the load then says nothing about
-    now): the poll only starts a new one.
+    now): the poll starts a new one, and when this process was mostly idle in it (between two
+    dreams, two segments, two benchmark requests) -- or at the very first poll -- the count
+    becomes the cores left by the threads of other processes that are runnable at that moment
+    (``others_runnable``): otherwise the count of an old load would last a whole window (a
+    step or two at one thread on cores now free, or at two threads on a core another process
+    has since taken). Our own threads are asleep after a pause (they spin for ~0.1 ms), so they
+    are not counted as others.
 
     Parameters
     ----------
@@ -207,15 +242,17 @@ class LoadGovernor:
         The CPUs this process may run on.
     set_threads : callable
         Applies a count (``torch.set_num_threads``).
-    busy, cpu_time, clock : callables
-        Busy CPU seconds of ``cpus`` (:func:`busy_seconds`), this process's CPU seconds (all
-        its threads) and a monotonic clock (s); replaceable in tests.
+    busy, runnable, cpu_time, clock : callables
+        Busy CPU seconds of ``cpus`` (:func:`busy_seconds`), other processes' runnable threads
+        now (:func:`others_runnable`, None when unknown), this process's CPU seconds (all its
+        threads) and a monotonic clock (s); replaceable in tests.
     interval : float
         Seconds between looks.
     """
 
     def __init__(self, threads: int, cpus: frozenset[int], set_threads: Callable[[int], None],
                  *, busy: Callable[[], float | None] | None = None,
+                 runnable: Callable[[], int | None] | None = None,
                  cpu_time: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.monotonic,
                  interval: float = ADAPT_INTERVAL_S):
@@ -223,6 +260,7 @@ class LoadGovernor:
         self.cpus = cpus
         self._set = set_threads
         self._busy = busy or (lambda: busy_seconds(cpus))
+        self._runnable = runnable or (lambda: others_runnable(cpus))
         self._cpu_time = cpu_time
         self._clock = clock
         self.interval = interval
@@ -238,9 +276,16 @@ class LoadGovernor:
             return self.current
         window, self._window = self._window, (now, busy, self._cpu_time())
         if window is None or now - window[0] > 4 * self.interval:
-            return self.current
+            idle = window is None or self._window[2] - window[2] < 0.5 * (now - window[0])
+            others_now = self._runnable() if idle else None
+            if others_now is None:
+                return self.current
+            return self._apply(len(self.cpus) - others_now, others_now)
         others = max(0.0, (busy - window[1]) - (self._window[2] - window[2])) / (now - window[0])
-        wanted = max(1, min(self.threads, math.floor(len(self.cpus) - others + 0.5)))
+        return self._apply(math.floor(len(self.cpus) - others + 0.5), others)
+
+    def _apply(self, free_cores: int, others: float) -> int:
+        wanted = max(1, min(self.threads, free_cores))
         if wanted != self.current:
             log.debug("other processes use %.1f of %d cores: %d thread(s)", others,
                       len(self.cpus), wanted)

@@ -148,10 +148,12 @@ def test_wait_policy_spins_only_when_governed(no_wait_vars):
 
 # -- the count follows the load --------------------------------------------------------------------
 class FakeMachine:
-    """A clock, the busy CPU seconds of our CPUs and our own CPU seconds, moved by hand."""
+    """A clock, the busy CPU seconds of our CPUs, our own CPU seconds and the other processes'
+    runnable threads (None: unknown), moved by hand."""
 
     def __init__(self):
         self.now = self.busy = self.own = 0.0
+        self.others_now: int | None = None
         self.looks = 0
         self.applied: list[int] = []
 
@@ -167,7 +169,8 @@ class FakeMachine:
 
     def governor(self, threads_: int = 2, cpus: int = 2) -> threads.LoadGovernor:
         return threads.LoadGovernor(threads_, frozenset(range(cpus)), self.applied.append,
-                                    busy=self.read_busy, cpu_time=lambda: self.own,
+                                    busy=self.read_busy, runnable=lambda: self.others_now,
+                                    cpu_time=lambda: self.own,
                                     clock=lambda: self.now, interval=0.1)
 
 
@@ -217,6 +220,53 @@ def test_governor_distrusts_an_old_window():
     assert governor.poll() == 2 and machine.applied == []
     machine.run(0.1, ours=2.0, others=0.0)
     assert governor.poll() == 2 and machine.applied == []
+
+
+def test_after_a_pause_the_count_follows_who_runs_now():
+    # Between two benchmark requests (or two jobs) the load may change: the old window is not
+    # used, the threads of other processes runnable at that moment decide.
+    machine = FakeMachine()
+    governor = machine.governor()
+    governor.poll()
+    machine.run(0.1, ours=1.0, others=1.0)
+    assert governor.poll() == 1  # a busy neighbour while we work
+    machine.run(2.0, ours=0.0, others=1.0)  # we pause; the neighbour stops just before we resume
+    machine.others_now = 0
+    assert governor.poll() == 2 and machine.applied == [1, 2]
+    machine.run(2.0, ours=0.0, others=0.0)
+    machine.others_now = 1  # a neighbour started during our pause
+    assert governor.poll() == 1 and machine.applied == [1, 2, 1]
+    machine.run(0.2, ours=1.0, others=0.0)  # then the windows take over again
+    assert governor.poll() == 2
+
+
+def test_the_first_look_follows_who_runs_now():
+    machine = FakeMachine()
+    machine.others_now = 3
+    governor = machine.governor(threads_=4, cpus=4)
+    assert governor.poll() == 1 and machine.applied == [1]
+
+
+def test_a_long_step_of_ours_is_not_a_pause():
+    # Steps longer than the window (a slow model at one thread) keep our own threads running:
+    # the run queue would count them, so an old window in which we worked changes nothing.
+    machine = FakeMachine()
+    governor = machine.governor()
+    governor.poll()
+    machine.run(1.0, ours=2.0, others=0.0)
+    machine.others_now = 1
+    assert governor.poll() == 2 and machine.applied == []
+
+
+def test_others_runnable_reads_the_run_queue(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  900 0 900 9000 10 0 0 0 0 0\nprocs_running 3\nprocs_blocked 0\n")
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.others_runnable(frozenset({0, 1}), stat) == 2  # the caller is one of them
+    assert threads.others_runnable(frozenset({0}), stat) is None  # machine-wide: not ours alone
+    assert threads.others_runnable(frozenset({0, 1}), tmp_path / "missing") is None
+    stat.write_text("cpu  900 0 900 9000 10 0 0 0 0 0\n")
+    assert threads.others_runnable(frozenset({0, 1}), stat) is None
 
 
 def test_busy_seconds_reads_our_cpus_only(tmp_path, monkeypatch):
