@@ -190,10 +190,31 @@ def busy_seconds(cpus: frozenset[int], stat: Path = _PROC_STAT) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
+_OWN_TASKS = Path("/proc/self/task")
+
+
+def own_runnable(tasks: Path = _OWN_TASKS) -> int:
+    """This process's threads that are running or waiting for a CPU now (state ``R`` in
+    ``/proc/self/task/*/stat``), the caller included; 1 when they cannot be read."""
+    count = 0
+    try:
+        for task in tasks.iterdir():
+            try:
+                state = (task / "stat").read_text().rpartition(")")[2].split(None, 1)[0]
+            except (OSError, IndexError):
+                continue  # the thread ended between the listing and the read
+            count += state == "R"
+    except OSError:
+        return 1
+    return max(1, count)
+
+
 def others_runnable(cpus: frozenset[int], stat: Path = _PROC_STAT, *, looks: int = 6,
-                    gap_s: float = 0.001) -> int | None:
-    """Threads of other processes that are running or waiting for a CPU now: the fewest of
-    ``looks`` readings of ``/proc/stat``'s ``procs_running``, ``gap_s`` apart, less the caller.
+                    gap_s: float = 0.001, tasks: Path = _OWN_TASKS) -> int | None:
+    """Threads of other processes that are running or waiting for a CPU now: the fewest, over
+    ``looks`` readings ``gap_s`` apart, of ``/proc/stat``'s ``procs_running`` less our own
+    running threads (:func:`own_runnable`: the caller, and threads that still spin, e.g.
+    under ``OMP_WAIT_POLICY=ACTIVE``).
 
     The fewest, because a process that just handed us work (a parent writing to our pipe) is
     still runnable for a few microseconds; a process that keeps a core busy is there at every
@@ -215,8 +236,9 @@ def others_runnable(cpus: frozenset[int], stat: Path = _PROC_STAT, *, looks: int
                         if name == "procs_running" and value.strip().isdigit()), None)
         if running is None:
             return None
-        fewest = running if fewest is None else min(fewest, running)
-    return None if fewest is None else max(0, fewest - 1)
+        others = max(0, running - own_runnable(tasks))
+        fewest = others if fewest is None else min(fewest, others)
+    return fewest
 
 
 class LoadGovernor:

@@ -258,15 +258,32 @@ def test_a_long_step_of_ours_is_not_a_pause():
     assert governor.poll() == 2 and machine.applied == []
 
 
-def test_others_runnable_reads_the_run_queue(tmp_path, monkeypatch):
-    stat = tmp_path / "stat"
+def _task(root, tid: int, state: str) -> None:
+    (root / str(tid)).mkdir()
+    (root / str(tid) / "stat").write_text(f"{tid} (python (worker)) {state} 1 2 3 4 5\n")
+
+
+def test_others_runnable_reads_the_run_queue_less_our_threads(tmp_path, monkeypatch):
+    stat, tasks = tmp_path / "stat", tmp_path / "task"
+    tasks.mkdir()
+    _task(tasks, 100, "R")  # the caller
+    _task(tasks, 101, "S")  # an OpenMP thread asleep
     stat.write_text("cpu  900 0 900 9000 10 0 0 0 0 0\nprocs_running 3\nprocs_blocked 0\n")
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
-    assert threads.others_runnable(frozenset({0, 1}), stat) == 2  # the caller is one of them
-    assert threads.others_runnable(frozenset({0}), stat) is None  # machine-wide: not ours alone
-    assert threads.others_runnable(frozenset({0, 1}), tmp_path / "missing") is None
+    assert threads.others_runnable(frozenset({0, 1}), stat, tasks=tasks) == 2
+    _task(tasks, 102, "R")  # one of ours still spinning (OMP_WAIT_POLICY=ACTIVE) is not others'
+    assert threads.own_runnable(tasks) == 2
+    assert threads.others_runnable(frozenset({0, 1}), stat, tasks=tasks) == 1
+    assert threads.others_runnable(frozenset({0}), stat, tasks=tasks) is None  # machine-wide
+    assert threads.others_runnable(frozenset({0, 1}), tmp_path / "missing", tasks=tasks) is None
     stat.write_text("cpu  900 0 900 9000 10 0 0 0 0 0\n")
-    assert threads.others_runnable(frozenset({0, 1}), stat) is None
+    assert threads.others_runnable(frozenset({0, 1}), stat, tasks=tasks) is None
+    assert threads.own_runnable(tmp_path / "no-such-dir") == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_own_runnable_counts_the_caller():
+    assert threads.own_runnable() >= 1
 
 
 def test_busy_seconds_reads_our_cpus_only(tmp_path, monkeypatch):
