@@ -7,8 +7,18 @@ layer over the library: it adds what a web page needs and the command line does 
 - a cache of loaded models and one lock, so that several browser tabs take turns on the model
   instead of running at once (the page's queue serialises them too; the lock also covers a
   cancelled dream still finishing its step);
-- a :class:`Job`: a dream running in a worker thread whose :class:`~dreamsound.events.ProgressEvent`
-  s can be read while it runs, and which can be cancelled between steps;
+- a :class:`Job`: a dream running on the studio's torch thread whose
+  :class:`~dreamsound.events.ProgressEvent` s can be read while it runs, and which can be
+  cancelled between steps;
+- one thread for all torch work (:func:`on_torch_thread`: loading models, classifying,
+  dreaming), whichever page thread asks. libgomp gives every thread that starts parallel work
+  a team of threads of its own, and once the teams' threads outnumber the cores every team
+  spins ~100 times shorter before sleeping between the pieces of a step. With the model
+  loaded by the page's thread and the dream in a job's own thread (the previous design), the
+  default dream of ``examples/loop.wav`` toward violin took 7.3-9.2 s against 6.0-6.9 s here
+  (``Studio.start`` + ``dream``, the report's seconds, three processes of three dreams each,
+  alternating); a YAMNet step took 63-65 against 51 ms once another live thread had run one
+  parallel operation;
 - an output folder per browser session, where every dream's files go through
   :meth:`dreamsound.api.Dreamer.save` (written atomically, never over an input, the written file
   judged), each dream under its own number so that the session gallery keeps all of them.
@@ -19,6 +29,7 @@ Nothing here imports gradio.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import queue
 import re
@@ -26,6 +37,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -122,10 +134,58 @@ class SonifyEntry:
     report: dict
 
 
-class Job(Generic[T]):
-    """Work running in a worker thread that reports :class:`ProgressEvent` s and can be cancelled.
+_torch_jobs: queue.SimpleQueue[tuple[Future, Callable[[], Any]]] = queue.SimpleQueue()
+_torch_thread: threading.Thread | None = None
+_torch_thread_start = threading.Lock()
 
-    ``work(progress)`` runs in the thread; ``progress`` is the callback to hand to the library.
+
+def _serve_torch_jobs() -> None:
+    while True:
+        future, fn = _torch_jobs.get()
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+
+def on_torch_thread(fn: Callable[[], T]) -> Future[T]:
+    """Run ``fn()`` on the studio's one torch thread (started on first use, a daemon), after
+    the work queued before it; its future. Called on that thread, ``fn`` runs at once."""
+    global _torch_thread
+    with _torch_thread_start:
+        if _torch_thread is None:
+            _torch_thread = threading.Thread(target=_serve_torch_jobs, name="dreamsound-torch",
+                                             daemon=True)
+            _torch_thread.start()
+    future: Future[T] = Future()
+    if threading.current_thread() is _torch_thread:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+    _torch_jobs.put((future, fn))
+    return future
+
+
+def runs_on_torch_thread(method: Callable[..., T]) -> Callable[..., T]:
+    """Make a method run on the torch thread (:func:`on_torch_thread`) and wait for it."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        return on_torch_thread(lambda: method(*args, **kwargs)).result()
+
+    return wrapper
+
+
+class Job(Generic[T]):
+    """Work on the studio's torch thread (:func:`on_torch_thread`) that reports
+    :class:`ProgressEvent` s and can be cancelled.
+
+    ``work(progress)`` runs there; ``progress`` is the callback to hand to the library.
     Once :meth:`cancel` is called, the next progress event raises :class:`Cancelled` inside the
     work, which stops a dream after its current step. Warnings the library logs from the worker
     thread (``dreamsound.*`` loggers) are kept in :attr:`warnings`.
@@ -139,12 +199,11 @@ class Job(Generic[T]):
         self._error: BaseException | None = None
         self.warnings: list[str] = []
         self.last_event: ProgressEvent | None = None
-        self._thread = threading.Thread(target=self._run, name="dreamsound-studio-job",
-                                        daemon=True)
+        self._future: Future[None] | None = None
 
     def start(self) -> Job[T]:
-        """Start the worker thread; returns the job."""
-        self._thread.start()
+        """Queue the work on the torch thread; returns the job."""
+        self._future = on_torch_thread(self._run)
         return self
 
     def _progress(self, event: ProgressEvent) -> None:
@@ -173,13 +232,13 @@ class Job(Generic[T]):
         return self._cancel.is_set()
 
     def running(self) -> bool:
-        """Whether the worker thread is still working."""
-        return self._thread.is_alive()
+        """Whether the work is queued or running."""
+        return self._future is not None and not self._future.done()
 
     def updates(self, interval: float = 0.2) -> Iterator[ProgressEvent | None]:
         """Until the work ends: the latest event at most every ``interval`` seconds (None when
         no new event came in that time, so a page can still show that it is alive)."""
-        while self._thread.is_alive() or not self._events.empty():
+        while self.running() or not self._events.empty():
             latest = None
             try:
                 latest = self._events.get(timeout=interval)
@@ -193,7 +252,8 @@ class Job(Generic[T]):
 
     def result(self) -> T:
         """Wait for the work; return its result or raise its exception."""
-        self._thread.join()
+        if self._future is not None:
+            self._future.result()
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]
@@ -272,6 +332,7 @@ class Studio:
         self._counters: dict[str, int] = {}
 
     # -- models --------------------------------------------------------------------------------
+    @runs_on_torch_thread
     def model(self, name: str | None) -> Any:
         """The loaded model ``name`` (loaded once; the library's errors pass through)."""
         from dreamsound.models.registry import load_model
@@ -346,6 +407,7 @@ class Studio:
         return True
 
     # -- the work --------------------------------------------------------------------------------
+    @runs_on_torch_thread
     def dream(self, session: str, *, sound: str | None, start: str | None,
               model: str | None, target: str | None, layer: str | None,
               channel: str | float | None, config: DreamConfig, judges: Sequence[str] = (),
@@ -388,6 +450,7 @@ class Studio:
                           plot=outputs["plot"], report_path=outputs["report"], report=report,
                           files=files)
 
+    @runs_on_torch_thread
     def sonify(self, session: str, *, sound: str | None, start: str | None, model: str | None,
                target: str | None, layer: str | None, channel: str | float | None, steps: int,
                config: DreamConfig,
@@ -410,6 +473,7 @@ class Studio:
             report = write_sonification(result, stem)
         return SonifyEntry(audio=report["outputs"]["audio"], report=report)
 
+    @runs_on_torch_thread
     def classify(self, *, sound: str | None, start: str | None, model: str | None) -> Any:
         """What the model hears (:meth:`Dreamer.classify`): a
         :class:`~dreamsound.classification.Classification`."""

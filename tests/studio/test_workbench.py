@@ -98,6 +98,55 @@ def studio(tmp_path: Path) -> Studio:
     return Studio("debug", device="cpu", out_dir=tmp_path / "out")
 
 
+def test_all_torch_work_runs_on_one_thread(studio: Studio, tmp_path: Path, monkeypatch):
+    # Each thread that starts parallel torch work gets a libgomp team of its own, and more team
+    # threads than cores make every team spin ~100x shorter: so models load, clips classify
+    # and dreams run on one thread, whichever page thread asks.
+    import dreamsound.api
+    import dreamsound.models.registry
+
+    threads_seen: set[str] = set()
+
+    def recording(fn):
+        def wrapper(*args, **kwargs):
+            threads_seen.add(threading.current_thread().name)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(dreamsound.models.registry, "load_model",
+                        recording(dreamsound.models.registry.load_model))
+    for name in ("classify", "dream"):
+        monkeypatch.setattr(dreamsound.api.Dreamer, name,
+                            recording(getattr(dreamsound.api.Dreamer, name)))
+    source = tmp_path / "loop.wav"
+    source.write_bytes(LOOP.read_bytes())
+    callers = [threading.Thread(target=studio.classify,
+                                kwargs={"sound": str(source), "start": None, "model": "debug"})
+               for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    studio.layer_names("debug")
+    job = studio.start("s1", lambda progress: studio.dream(
+        "s1", sound=str(source), start=None, model="debug", target="violin", layer=None,
+        channel=None, config=FAST, progress=progress))
+    assert job.result().number == 1  # the job's own model lookup runs inline, no deadlock
+    assert threads_seen == {"dreamsound-torch"}
+
+
+def test_torch_thread_passes_errors_and_queues_in_order():
+    from dreamsound.studio.workbench import on_torch_thread
+
+    order: list[int] = []
+    futures = [on_torch_thread(lambda i=i: order.append(i)) for i in range(5)]
+    for future in futures:
+        future.result()
+    assert order == [0, 1, 2, 3, 4]
+    with pytest.raises(TargetError, match="kazoo"):
+        on_torch_thread(lambda: (_ for _ in ()).throw(TargetError("no class 'kazoo'"))).result()
+
+
 def test_dreams_are_numbered_written_and_never_replaced(studio: Studio, tmp_path: Path):
     source = tmp_path / "loop.wav"
     source.write_bytes(LOOP.read_bytes())
