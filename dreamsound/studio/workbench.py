@@ -17,8 +17,8 @@ layer over the library: it adds what a web page needs and the command line does 
   loaded by the page's thread and the dream in a job's own thread (the previous design), the
   default dream of ``examples/loop.wav`` toward violin took 7.3-9.2 s against 6.0-6.9 s here
   (``Studio.start`` + ``dream``, the report's seconds, three processes of three dreams each,
-  alternating); a YAMNet step took 63-65 against 51 ms once another live thread had run one
-  parallel operation;
+  alternating; ``scripts/bench/bench_studio_threads.py``: 1.22x); a YAMNet step took 63-65
+  against 51 ms once another live thread had run one parallel operation;
 - an output folder per browser session, where every dream's files go through
   :meth:`dreamsound.api.Dreamer.save` (written atomically, never over an input, the written file
   judged), each dream under its own number so that the session gallery keeps all of them.
