@@ -253,8 +253,7 @@ class LoadGovernor:
     becomes the cores left by the threads of other processes that are runnable at that moment
     (``others_runnable``): otherwise the count of an old load would last a whole window (a
     step or two at one thread on cores now free, or at two threads on a core another process
-    has since taken). Our own threads are asleep after a pause (they spin for ~0.1 ms), so they
-    are not counted as others.
+    has since taken). Our own running threads are not counted as others (:func:`own_runnable`).
 
     Parameters
     ----------
