@@ -4,16 +4,16 @@ classifications through :class:`dreamsound.api.Dreamer`, and write their files.
 The page (:mod:`dreamsound.studio.app`) is a skin over this module, and this module is a thin
 layer over the library: it adds what a web page needs and the command line does not —
 
-- a cache of loaded models and one lock, so that several browser tabs take turns on the model
-  instead of running at once (the page's queue serialises them too; the lock also covers a
-  cancelled dream still finishing its step);
+- a cache of loaded models;
 - a :class:`Job`: a dream running on the studio's torch thread whose
   :class:`~dreamsound.events.ProgressEvent` s can be read while it runs, and which can be
   cancelled between steps;
 - one thread for all torch work (:func:`on_torch_thread`: loading models, classifying,
-  dreaming), whichever page thread asks. libgomp gives every thread that starts parallel work
-  a team of threads of its own, and once the teams' threads outnumber the cores every team
-  spins ~100 times shorter before sleeping between the pieces of a step. With the model
+  dreaming), whichever page thread asks, so that several browser tabs take turns on the model
+  (a cancelled dream finishes its step before the next work starts). libgomp gives every
+  thread that starts parallel work a team of threads of its own, and once the teams' threads
+  outnumber the cores every team spins ~100 times shorter before sleeping between the pieces
+  of a step. With the model
   loaded by the page's thread and the dream in a job's own thread (the previous design), the
   default dream of ``examples/loop.wav`` toward violin took 7.3-9.2 s against 6.0-6.9 s here
   (``Studio.start`` + ``dream``, the report's seconds, three processes of three dreams each,
@@ -139,15 +139,18 @@ _torch_thread: threading.Thread | None = None
 _torch_thread_start = threading.Lock()
 
 
+def _run_into(future: Future, fn: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:  # handed to whoever waits on the future
+        future.set_exception(exc)
+
+
 def _serve_torch_jobs() -> None:
     while True:
-        future, fn = _torch_jobs.get()
-        if not future.set_running_or_notify_cancel():
-            continue
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # handed to whoever waits on the future
-            future.set_exception(exc)
+        _run_into(*_torch_jobs.get())
 
 
 def on_torch_thread(fn: Callable[[], T]) -> Future[T]:
@@ -161,13 +164,9 @@ def on_torch_thread(fn: Callable[[], T]) -> Future[T]:
             _torch_thread.start()
     future: Future[T] = Future()
     if threading.current_thread() is _torch_thread:
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn())
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
-    _torch_jobs.put((future, fn))
+        _run_into(future, fn)
+    else:
+        _torch_jobs.put((future, fn))
     return future
 
 
@@ -306,7 +305,7 @@ _NUMBER_PREFIX = re.compile(r"^\d{3,}-")
 
 
 class Studio:
-    """The server side of the studio: loaded models, one lock, and the session folders.
+    """The server side of the studio: loaded models, their one thread, and the session folders.
 
     Parameters
     ----------
@@ -327,7 +326,6 @@ class Studio:
             else Path(out_dir).expanduser()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._models: dict[str, Any] = {}
-        self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._counters: dict[str, int] = {}
 
@@ -338,10 +336,9 @@ class Studio:
         from dreamsound.models.registry import load_model
 
         name = name or self.default_model
-        with self._lock:
-            if name not in self._models:
-                self._models[name] = load_model(name, device=self.device)
-            return self._models[name]
+        if name not in self._models:
+            self._models[name] = load_model(name, device=self.device)
+        return self._models[name]
 
     def _names_and_codes(self, name: str) -> tuple[list[str], list[str]]:
         """A model's class names and codes (without building it when its module lists them)."""
@@ -377,9 +374,8 @@ class Studio:
         return folder
 
     def _next_number(self, session: str) -> int:
-        with self._lock:
-            self._counters[session] = self._counters.get(session, 0) + 1
-            return self._counters[session]
+        self._counters[session] = self._counters.get(session, 0) + 1
+        return self._counters[session]
 
     def _stem(self, session: str, number: int, input_label: str, name: str) -> Path:
         """``<session>/<NNN>-<input>.<name>``: numbered so no dream replaces another; a dream of
@@ -422,23 +418,22 @@ class Studio:
         source = resolve_source(sound, start)
         wanted = _parse_target(target)
         layer = (layer or "").strip() or None
-        with self._lock:
-            dreamer = Dreamer(self.model(model), config,
-                              judges=[self.model(j) for j in judges or ()])
-            result = dreamer.dream(source, target=wanted, layer=layer,
-                                   channel=parse_channel(channel), progress=progress)
-            if result.input_path is not None:
-                # The report names the file as the user gave it ("loop.wav"), not the upload
-                # cache's path; the path itself stays in input_path, which outputs protect.
-                result = dataclasses.replace(result, report=result.report.replace(
-                    input=result.input_path.name))
-            number = self._next_number(session)
-            stem = self._stem(session, number, result.report.input,
-                              dream_name(result.report, query=wanted))
-            result = dreamer.save(result, stem, plot=True)
-            protected = [result.input_path] if result.input_path is not None else []
-            original = save_audio(stem.with_name(stem.name + ".original.wav"), result.original,
-                                  result.sample_rate, inputs=protected)
+        dreamer = Dreamer(self.model(model), config,
+                          judges=[self.model(j) for j in judges or ()])
+        result = dreamer.dream(source, target=wanted, layer=layer,
+                               channel=parse_channel(channel), progress=progress)
+        if result.input_path is not None:
+            # The report names the file as the user gave it ("loop.wav"), not the upload
+            # cache's path; the path itself stays in input_path, which outputs protect.
+            result = dataclasses.replace(result, report=result.report.replace(
+                input=result.input_path.name))
+        number = self._next_number(session)
+        stem = self._stem(session, number, result.report.input,
+                          dream_name(result.report, query=wanted))
+        result = dreamer.save(result, stem, plot=True)
+        protected = [result.input_path] if result.input_path is not None else []
+        original = save_audio(stem.with_name(stem.name + ".original.wav"), result.original,
+                              result.sample_rate, inputs=protected)
         report = result.report.to_json()
         outputs = report["outputs"]
         files = [outputs["audio"], outputs["gradient"], str(original), outputs["plot"],
@@ -462,15 +457,14 @@ class Studio:
         source = resolve_source(sound, start)
         wanted = _parse_target(target)
         layer = (layer or "").strip() or None
-        with self._lock:
-            dreamer = Dreamer(self.model(model), config)
-            result = dreamer.sonify(source, target=wanted, layer=layer,
-                                    channel=parse_channel(channel), steps=int(steps),
-                                    progress=progress)
-            number = self._next_number(session)
-            stem = self._stem(session, number, result.report["input"],
-                              sonify_name(result.report, query=wanted))
-            report = write_sonification(result, stem)
+        dreamer = Dreamer(self.model(model), config)
+        result = dreamer.sonify(source, target=wanted, layer=layer,
+                                channel=parse_channel(channel), steps=int(steps),
+                                progress=progress)
+        number = self._next_number(session)
+        stem = self._stem(session, number, result.report["input"],
+                          sonify_name(result.report, query=wanted))
+        report = write_sonification(result, stem)
         return SonifyEntry(audio=report["outputs"]["audio"], report=report)
 
     @runs_on_torch_thread
@@ -480,8 +474,7 @@ class Studio:
         from dreamsound.api import Dreamer
 
         source = resolve_source(sound, start)
-        with self._lock:
-            return Dreamer(self.model(model)).classify(source)
+        return Dreamer(self.model(model)).classify(source)
 
     def close(self) -> None:
         """Remove the output folder if the studio made it."""
