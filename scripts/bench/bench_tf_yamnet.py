@@ -129,6 +129,16 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
 
 
 # -- the PyTorch side --------------------------------------------------------------------------
+def _native_kernels() -> str:
+    """Whether this side's YAMNet runs the native depthwise kernels (and if not, why)."""
+    try:
+        from dreamsound import native
+        from dreamsound.models.yamnet import fused
+    except ImportError:  # a baseline from before them
+        return "none in this code"
+    return "used" if fused.kernels() is not None else f"not used: {native.why_not(fused.SOURCE)}"
+
+
 def torch_worker(args: argparse.Namespace) -> None:
     """Our YAMNet step (this tree, or a baseline commit when PYTHONPATH points at it)."""
     adapt = None
@@ -203,6 +213,7 @@ def torch_worker(args: argparse.Namespace) -> None:
     gradients = {kind: (lambda p=prepare, r=run: r(p()).numpy()) for kind, (prepare, run)
                  in steps.items()}
     info = {"threads": torch.get_num_threads(), "thread_source": source,
+            "native_kernels": "as that commit has them" if args.as_baseline else _native_kernels(),
             "reuses_freed_memory": reuses_freed_memory,
             "wait_policy": os.environ.get("OMP_WAIT_POLICY")
             or f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}",
@@ -594,7 +605,8 @@ def print_report(result: dict[str, Any]) -> None:
           f"{result['steps_per_round']} steps per side and kind; CPUs {result['cpus']}, busy "
           f"loop on CPU {result['busy_cpu']}")
     print(f"  ours: torch {ours['torch']}, {ours['threads']} threads ({ours['thread_source']}), "
-          f"wait: {ours['wait_policy']}, freed memory kept: {ours.get('reuses_freed_memory')}")
+          f"wait: {ours['wait_policy']}, freed memory kept: {ours.get('reuses_freed_memory')}, "
+          f"native kernels: {ours.get('native_kernels', 'none in this code')}")
     for condition, sides in result.get("threads_per_step", {}).items():
         print(f"  {condition}: steps per thread count " + "; ".join(
             f"{name} " + ", ".join(f"{k} threads x{v}" for k, v in hist.items())

@@ -1,0 +1,113 @@
+/* YAMNet's depthwise 3x3 layers on the CPU: the convolution with its bias and ReLU, and the
+ * input gradient with both ReLU masks applied inside it.
+ *
+ * Compiled on the user's machine at first use (dreamsound/native.py: cc -O3 -march=native
+ * -fopenmp) and called through ctypes from dreamsound/models/yamnet/fused.py, which documents
+ * why: in a dream step torch's operators move every activation through memory several times
+ * (the convolution, the ReLU, the saved output for the ReLU's backward, the gradient masked by
+ * threshold_backward); here a layer reads its input once, writes its output once and keeps one
+ * bit per activation for the backward pass.
+ *
+ * Layout: every map is channels-last, [N][H][W][C] contiguous, C a multiple of 16; weights are
+ * [9][C] (tap-major: row ki, column kj at 3 * ki + kj). Masks hold one bit per activation, 16
+ * channels per uint16_t word, in the map's order. Padding is TensorFlow's "same": pad_top and
+ * pad_left pixels before the map (taps that fall outside read zeros). Each output element is
+ * summed by one thread in a fixed order, so results do not depend on the thread count.
+ */
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef __AVX512F__
+#error "these kernels need AVX-512 (x86-64); dreamsound falls back to torch's operators"
+#endif
+
+#define LANES 16
+
+/* y = relu(depthwise(a) + bias), where a = x, or a = relu(x + x_bias) when x_bias is given (x
+ * is then the previous layer's output before its bias and ReLU, which are applied here as the
+ * values are read). y_mask (optional) receives y > 0; x_mask (optional) receives a > 0. */
+void dw_forward(const float *restrict x, const float *restrict x_bias,
+                const float *restrict w, const float *restrict bias, float *restrict y,
+                uint16_t *restrict y_mask, uint16_t *restrict x_mask, int n_threads,
+                int N, int H, int W, int C, int Ho, int Wo, int stride, int pad_top,
+                int pad_left)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    #pragma omp parallel num_threads(n_threads)
+    {
+        if (x_mask) {
+            const size_t words = (size_t)N * H * W * C / LANES;
+            #pragma omp for schedule(static) nowait
+            for (size_t k = 0; k < words; k++) {
+                __m512 v = _mm512_loadu_ps(x + k * LANES);
+                if (x_bias)
+                    v = _mm512_add_ps(v, _mm512_loadu_ps(x_bias + (k * LANES) % C));
+                x_mask[k] = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+            }
+        }
+        #pragma omp for collapse(2) schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < Ho; i++)
+                for (int j = 0; j < Wo; j++) {
+                    const size_t out = (((size_t)n * Ho + i) * Wo + j) * C;
+                    for (int c = 0; c < C; c += LANES) {
+                        __m512 acc = _mm512_loadu_ps(bias + c);
+                        const __m512 xb = x_bias ? _mm512_loadu_ps(x_bias + c) : zero;
+                        for (int ki = 0; ki < 3; ki++) {
+                            const int h = stride * i + ki - pad_top;
+                            if (h < 0 || h >= H)
+                                continue;
+                            for (int kj = 0; kj < 3; kj++) {
+                                const int v = stride * j + kj - pad_left;
+                                if (v < 0 || v >= W)
+                                    continue;
+                                __m512 a = _mm512_loadu_ps(x + (((size_t)n * H + h) * W + v) * C + c);
+                                if (x_bias)
+                                    a = _mm512_max_ps(_mm512_add_ps(a, xb), zero);
+                                acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (ki * 3 + kj) * C + c), a, acc);
+                            }
+                        }
+                        const __mmask16 positive = _mm512_cmp_ps_mask(acc, zero, _CMP_GT_OQ);
+                        _mm512_storeu_ps(y + out + c, _mm512_maskz_mov_ps(positive, acc));
+                        if (y_mask)
+                            y_mask[(out + c) / LANES] = positive;
+                    }
+                }
+    }
+}
+
+/* gx = x_mask * depthwise_input_gradient(gy * y_mask): the gradient reaching the layer's input
+ * activations through its ReLU (y_mask) and on through the previous layer's ReLU (x_mask,
+ * optional), from the gradient gy of its output [N][Ho][Wo][C]. */
+void dw_backward(const float *restrict gy, const uint16_t *restrict y_mask,
+                 const float *restrict w, const uint16_t *restrict x_mask,
+                 float *restrict gx, int n_threads, int N, int H, int W, int C, int Ho,
+                 int Wo, int stride, int pad_top, int pad_left)
+{
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++)
+            for (int v = 0; v < W; v++) {
+                const size_t in = (((size_t)n * H + h) * W + v) * C;
+                for (int c = 0; c < C; c += LANES) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int ki = 0; ki < 3; ki++) {
+                        const int t = h + pad_top - ki;  /* = stride * i for the output row i */
+                        if (t < 0 || t % stride || t / stride >= Ho)
+                            continue;
+                        for (int kj = 0; kj < 3; kj++) {
+                            const int u = v + pad_left - kj;
+                            if (u < 0 || u % stride || u / stride >= Wo)
+                                continue;
+                            const size_t o = (((size_t)n * Ho + t / stride) * Wo + u / stride) * C + c;
+                            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(y_mask[o / LANES], gy + o),
+                                                  _mm512_loadu_ps(w + (ki * 3 + kj) * C + c), acc);
+                        }
+                    }
+                    if (x_mask)
+                        acc = _mm512_maskz_mov_ps(x_mask[(in + c) / LANES], acc);
+                    _mm512_storeu_ps(gx + in + c, acc);
+                }
+            }
+}

@@ -1,0 +1,211 @@
+"""YAMNet's layers 2-14 as one autograd function, the depthwise layers in native kernels.
+
+In a dream step most of the time outside the pointwise matrix products went to moving
+activations through memory: each depthwise convolution wrote its output, its ReLU read and
+wrote it again, autograd kept every activation for the ReLUs' backward, and each
+``threshold_backward`` read a saved activation and the gradient and wrote a new gradient. Here
+(``depthwise.c``, compiled at first use by :mod:`dreamsound.native`):
+
+* a depthwise layer adds the previous pointwise layer's bias and applies its ReLU as it reads
+  its input (the pointwise layers are plain matrix products), then its own bias and ReLU, and
+  writes its output once;
+* the backward pass keeps one bit per activation instead of the activations (1/32 of the
+  memory), and a depthwise layer's input gradient applies both ReLU masks as it is computed,
+  so no ``threshold_backward`` runs except after the last layer.
+
+The values are the eager units' (:mod:`.network`): the input gradient bit for bit in our
+tests, the logits within a few 1e-5 (the depthwise sums are taken in another order than
+oneDNN's). A step from the log-mel on 10 s (20 patches, 2 threads) took 44-47 ms against
+49-53 ms eager (three alternating pairs of processes, scratch). The eager units run instead
+whenever this cannot: no kernels (see :mod:`dreamsound.native`), another device or dtype,
+hooks on a layer (a layer objective), or weights that need gradients.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamsound.models.yamnet.padding import tf_same_padding
+from dreamsound.native import load_kernels
+
+SOURCE = Path(__file__).with_name("depthwise.c")
+LANES = 16  # channels per mask word; every YAMNet layer's channel count is a multiple
+
+_POINTER, _INT = ctypes.c_void_p, ctypes.c_int
+_ARGTYPES = {
+    # pointers (x, x_bias, w, bias, y, y_mask, x_mask) or (gy, y_mask, w, x_mask, gx), then
+    # n_threads, N, H, W, C, Ho, Wo, stride, pad_top, pad_left
+    "dw_forward": [_POINTER] * 7 + [_INT] * 10,
+    "dw_backward": [_POINTER] * 5 + [_INT] * 10,
+}
+_typed: set[int] = set()
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The depthwise kernels for this process, or None where they cannot run."""
+    library = load_kernels(SOURCE)
+    if library is not None and id(library) not in _typed:
+        for name, argtypes in _ARGTYPES.items():
+            function = getattr(library, name)
+            function.argtypes, function.restype = argtypes, None
+        _typed.add(id(library))
+    return library
+
+
+def usable(units: nn.ModuleDict, patches: torch.Tensor) -> bool:
+    """Whether :func:`layers_2_to_14` may replace the eager units for ``patches``."""
+    if patches.device.type != "cpu" or patches.dtype != torch.float32:
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    for unit in units.values():
+        if unit._forward_hooks or unit._forward_pre_hooks or unit._backward_hooks:
+            return False
+        if unit.weight.requires_grad or unit.bias.requires_grad:
+            return False
+        if unit.out_channels % LANES:
+            return False
+    module_hooks = torch.nn.modules.module
+    if module_hooks._global_forward_hooks or module_hooks._global_forward_pre_hooks:
+        return False
+    return kernels() is not None
+
+
+def layers_2_to_14(units: nn.ModuleDict, first: torch.Tensor) -> torch.Tensor:
+    """The output of layer 14 ``[P, 1024, H, W]`` (after its ReLU; channels-last in memory)
+    from layer 1's output *before its ReLU* ``[P, 32, H, W]`` (``SameConvReLU.pre_activation``).
+    """
+    stack = list(units.values())[1:]
+    nhwc = first.permute(0, 2, 3, 1).contiguous()
+    if torch.is_grad_enabled() and first.requires_grad:
+        out = _Layers.apply(nhwc, stack)
+    else:
+        out, _ = _forward(nhwc, stack, keep_masks=False)
+    return out.permute(0, 3, 1, 2)
+
+
+class _Layers(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, stack: list[nn.Module]) -> torch.Tensor:
+        out, saved = _forward(x, stack, keep_masks=True)
+        ctx.stack, ctx.saved = stack, saved
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (out,) = ctx.saved_tensors
+        stack, saved = ctx.stack, ctx.saved
+        ctx.saved = None
+        # Layer 14's ReLU (the only mask not applied inside a kernel), then its matrix product.
+        grad = torch.ops.aten.threshold_backward(grad.contiguous(), out, 0)
+        for index in range(len(stack) - 1, -1, -1):
+            unit, kept = stack[index], saved[index]
+            saved[index] = None
+            if unit.spec.kind == "pointwise":
+                grad = _pointwise_input_gradient(unit, grad, kept)
+            else:
+                grad = _depthwise_backward(unit, grad, *kept)
+        return grad, None
+
+
+def _forward(x: torch.Tensor, stack: list[nn.Module],
+             keep_masks: bool) -> tuple[torch.Tensor, list]:
+    """Run the stack on NHWC ``x`` (layer 1 before its ReLU); returns layer 14's output (NHWC,
+    after its ReLU) and what each unit keeps for the backward pass."""
+    pending_bias = torch.zeros(x.shape[-1])  # layer 1's bias is in x; its ReLU is still to do
+    saved: list = []
+    last = len(stack) - 1
+    for index, unit in enumerate(stack):
+        if unit.spec.kind == "depthwise":
+            x, masks = _depthwise_forward(unit, x, pending_bias, keep_masks)
+            saved.append(masks)
+        else:
+            saved.append(x if keep_masks and not unit._as_product else None)
+            x = _pointwise(unit, x, with_bias=index == last)
+            pending_bias = unit.bias
+    return F.relu_(x), saved
+
+
+def _geometry(unit: nn.Module, height: int, width: int) -> tuple[int, ...]:
+    """``(Ho, Wo, stride, pad_top, pad_left)`` of a depthwise layer with TensorFlow's padding."""
+    stride = unit.spec.stride
+    return (-(-height // stride), -(-width // stride), stride,
+            tf_same_padding(height, 3, stride)[0], tf_same_padding(width, 3, stride)[0])
+
+
+def _taps(unit: nn.Module) -> torch.Tensor:
+    """The depthwise kernel ``[C, 1, 3, 3]`` as ``[9, C]`` (tap-major, channels innermost)."""
+    return unit.weight.detach().reshape(unit.out_channels, 9).t().contiguous()
+
+
+def _depthwise_forward(unit: nn.Module, x: torch.Tensor, x_bias: torch.Tensor,
+                       keep_masks: bool) -> tuple[torch.Tensor, tuple | None]:
+    n, height, width, channels = x.shape
+    out_h, out_w, stride, pad_top, pad_left = _geometry(unit, height, width)
+    taps, bias = _taps(unit), unit.bias.detach()
+    y = torch.empty(n, out_h, out_w, channels)
+    y_mask = x_mask = None
+    if keep_masks:
+        y_mask = torch.empty(n * out_h * out_w * channels // LANES, dtype=torch.int16)
+        x_mask = torch.empty(n * height * width * channels // LANES, dtype=torch.int16)
+    kernels().dw_forward(x.data_ptr(), x_bias.data_ptr(), taps.data_ptr(), bias.data_ptr(),
+                         y.data_ptr(), _pointer(y_mask), _pointer(x_mask),
+                         torch.get_num_threads(), n, height, width, channels, out_h, out_w,
+                         stride, pad_top, pad_left)
+    masks = (y_mask, x_mask, taps, (n, height, width, channels)) if keep_masks else None
+    return y, masks
+
+
+def _depthwise_backward(unit: nn.Module, grad: torch.Tensor, y_mask: torch.Tensor,
+                        x_mask: torch.Tensor, taps: torch.Tensor,
+                        shape: tuple[int, int, int, int]) -> torch.Tensor:
+    n, height, width, channels = shape
+    out_h, out_w, stride, pad_top, pad_left = _geometry(unit, height, width)
+    grad = grad.contiguous()
+    grad_x = torch.empty(shape)
+    kernels().dw_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(), x_mask.data_ptr(),
+                          grad_x.data_ptr(), torch.get_num_threads(), n, height, width,
+                          channels, out_h, out_w, stride, pad_top, pad_left)
+    return grad_x
+
+
+def _pointwise(unit: nn.Module, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
+    """The 1x1 convolution of NHWC ``x`` (NHWC out); the bias only when ``with_bias``.
+
+    As in :class:`.network.PointwiseReLU`: a matrix product from 64 input channels on, a
+    convolution below (faster on the first layer's large maps)."""
+    n, height, width, channels = x.shape
+    weight = unit.weight.detach()
+    bias = unit.bias.detach() if with_bias else None
+    if unit._as_product:
+        flat = x.reshape(-1, channels)
+        matrix = weight.view(unit.out_channels, channels).t()
+        out = torch.addmm(bias, flat, matrix) if bias is not None else torch.mm(flat, matrix)
+        return out.view(n, height, width, -1)
+    out = F.conv2d(x.permute(0, 3, 1, 2), weight, bias)
+    return out.permute(0, 2, 3, 1).contiguous()
+
+
+def _pointwise_input_gradient(unit: nn.Module, grad: torch.Tensor,
+                              x: torch.Tensor | None) -> torch.Tensor:
+    """Gradient of a pointwise layer's input from that of its output (both NHWC, before the
+    ReLU: the next depthwise layer applied this layer's mask)."""
+    n, height, width, out_channels = grad.shape
+    weight = unit.weight.detach()
+    if unit._as_product:
+        flat = grad.reshape(-1, out_channels)
+        return torch.mm(flat, weight.view(out_channels, -1)).view(n, height, width, -1)
+    (grad_x, _, _) = torch.ops.aten.convolution_backward(
+        grad.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2), weight, None, [1, 1], [0, 0], [1, 1],
+        False, [0, 0], 1, [True, False, False])
+    return grad_x.permute(0, 2, 3, 1)
+
+
+def _pointer(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
