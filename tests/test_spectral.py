@@ -65,3 +65,32 @@ def test_band_centres_hz_of_an_empty_band_is_zero_not_nan():
     centres = front_end.band_centres_hz()
     assert empty.any() and np.all(np.isfinite(centres))
     assert np.all(centres[empty] == 0.0) and np.all(centres[~empty] > 0.0)
+
+
+@pytest.mark.parametrize("n, win, hop, n_fft, lead", [
+    (16000, 400, 160, 512, ()),      # YAMNet's geometry; 15 samples past the last frame
+    (3001, 512, 256, 512, (2,)),     # window = FFT, batched
+    (4000, 300, 100, 301, (2, 3)),   # odd FFT length (no Nyquist bin), hop dividing the window
+    (999, 250, 96, 256, ()),         # hop dividing neither
+])
+def test_stft_magnitude_equals_autograd_of_stft_abs(n, win, hop, n_fft, lead):
+    """The written gradient of |STFT| against autograd's through ``stft(...).abs()``, float32,
+    with silent stretches (|z| = 0 gives a zero gradient in both)."""
+    from dreamsound.spectral import stft, stft_magnitude
+
+    generator = torch.Generator().manual_seed(n)
+    waveform = torch.randn(*lead, n, generator=generator)
+    waveform[..., : 2 * win] = 0.0
+    ours_in = waveform.clone().requires_grad_(True)
+    reference_in = waveform.clone().requires_grad_(True)
+    ours = stft_magnitude(ours_in, n_fft=n_fft, win_length=win, hop_length=hop)
+    reference = stft(reference_in, n_fft=n_fft, win_length=win, hop_length=hop).abs()
+    assert torch.equal(ours, reference)
+    assert bool((ours[..., 0, :] == 0).all())
+    upstream = torch.randn(ours.shape, generator=generator)
+    (got,) = torch.autograd.grad(ours, ours_in, upstream)
+    (expected,) = torch.autograd.grad(reference, reference_in, upstream)
+    assert got.shape == waveform.shape
+    assert float((got - expected).abs().max()) <= 1e-6 * float(expected.abs().max())
+    last = (1 + (n - win) // hop - 1) * hop + win  # samples past the last frame: no gradient
+    assert bool((got[..., last:] == 0).all())

@@ -20,7 +20,7 @@ Conventions (shared by every model front-end):
 * the spectrogram is a **magnitude** (not power) spectrogram.
 """
 
-from dreamsound.spectral.analysis import frame_signal, hann_window, stft
+from dreamsound.spectral.analysis import frame_signal, hann_window, stft, stft_magnitude
 from dreamsound.spectral.frontend import (
     FrontEndConfig,
     LogMelFrontEnd,
@@ -50,6 +50,7 @@ __all__ = [
     "overlap_add",
     "slaney_mel_matrix",
     "stft",
+    "stft_magnitude",
     "tf_mel_matrix",
     "unlog_mel",
 ]

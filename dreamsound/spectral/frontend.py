@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dreamsound.spectral.analysis import hann_window, stft
+from dreamsound.spectral.analysis import hann_window, stft, stft_magnitude
 from dreamsound.spectral.inversion import griffin_lim, istft, mel_to_linear
 
 
@@ -169,6 +169,12 @@ class LogMelFrontEnd(torch.nn.Module):
         return stft(waveform, n_fft=c.n_fft, win_length=c.win_length, hop_length=c.hop_length,
                     window=self.window.to(waveform.dtype))
 
+    def magnitude(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``|stft(waveform)|`` ``[..., T, n_bins]`` of an already padded waveform."""
+        c = self.config
+        return stft_magnitude(waveform, n_fft=c.n_fft, win_length=c.win_length,
+                              hop_length=c.hop_length, window=self.window.to(waveform.dtype))
+
     def mel(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Mel magnitude ``[..., T, n_mels]`` from a linear magnitude ``[..., T, n_bins]``."""
         return magnitude @ self.mel_matrix.to(magnitude.dtype)
@@ -212,7 +218,7 @@ class LogMelFrontEnd(torch.nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[..., T, n_mels]`` of a waveform ``[..., n]`` (padded here)."""
-        return self.log(self.mel(self.stft(self.pad(waveform)).abs()))
+        return self.log(self.mel(self.magnitude(self.pad(waveform))))
 
     def invert(self, log_mel: torch.Tensor, *, reference_waveform: torch.Tensor | None = None,
                n_iter: int = 32, momentum: float = 0.99, mel_iter: int = 100,
