@@ -1,6 +1,6 @@
 """C kernels compiled on the user's machine at first use, loaded with ctypes.
 
-A kernel source ships inside the package (``dreamsound/models/yamnet/depthwise.c``). The first
+A kernel source ships inside the package (``dreamsound/models/yamnet/layers.c``). The first
 process that needs it compiles it with the system's C compiler (``$CC``, else ``cc``) for the CPU
 it runs on (``-O3 -march=native``) and with OpenMP, so its loops share torch's OpenMP threads;
 the library is kept in ``<cache>/kernels/`` (the weights' cache folder, see

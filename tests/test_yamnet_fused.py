@@ -1,9 +1,12 @@
-"""YAMNet's layers 2-14 through the native depthwise kernels (``dreamsound/models/yamnet/fused.py``)
+"""YAMNet through its native 3x3 kernels (``dreamsound/models/yamnet/fused.py``)
 against the eager units, which ``tests/test_yamnet.py`` holds to TensorFlow's outputs.
 
-The kernels change the order of the depthwise sums only: logits within 1e-4 (the TensorFlow
-bound; 2.3e-5 measured on noise), the input gradient within 1e-5 of its largest value (equal
-bit for bit where measured).
+The kernels change the order of the 3x3 layers' sums only: logits within 1e-4 (the TensorFlow
+bound; 3.4e-5 measured on noise). The input gradient of a ReLU network depends on the input
+only through which ReLUs are open, so it agrees to ~1e-8 -- unless a pre-activation lies within
+rounding of zero and the two sums put it on different sides: one such ReLU (layer 8's depthwise
+output in the (50, 30) case, where the eager value is 0.0) turns 896 of the 6,000 input
+gradients, cosine 0.9999956. The bound is the cosine, 0.9999 (TensorFlow's is 0.999).
 """
 
 from __future__ import annotations
@@ -57,6 +60,14 @@ def _eager(monkeypatch) -> None:
     monkeypatch.setattr(fused, "usable", lambda units, patches: False)
 
 
+GRADIENT_COSINE = 0.9999
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
 def _logits_and_gradient(network, patches: torch.Tensor, target: int):
     x = patches.clone().requires_grad_(True)
     logits, embeddings = network(x)
@@ -83,7 +94,7 @@ def test_fused_layers_equal_the_eager_units(model, monkeypatch, fused_calls, siz
     assert fused_calls == [True]
     assert float((logits - eager_logits).abs().max()) <= 1e-4
     assert float(gradient.abs().max()) > 0
-    assert float((gradient - eager_gradient).abs().max()) <= 1e-5 * float(gradient.abs().max())
+    assert _cosine(gradient, eager_gradient) >= GRADIENT_COSINE
 
 
 @needs_kernels
@@ -103,7 +114,7 @@ def test_fused_dream_gradient_on_real_audio_equals_eager(model, golden, monkeypa
     _eager(monkeypatch)
     eager_scores, eager_gradient = scores_and_gradient()
     assert float((scores - eager_scores).abs().max()) <= 1e-5
-    assert float((gradient - eager_gradient).abs().max()) <= 1e-5 * float(gradient.abs().max())
+    assert _cosine(gradient, eager_gradient) >= GRADIENT_COSINE
 
 
 @needs_kernels

@@ -130,7 +130,7 @@ def _serve(steps: dict[str, Any], info: dict[str, Any], gradients: dict[str, Any
 
 # -- the PyTorch side --------------------------------------------------------------------------
 def _native_kernels() -> str:
-    """Whether this side's YAMNet runs the native depthwise kernels (and if not, why)."""
+    """Whether this side's YAMNet runs the native 3x3 kernels (and if not, why)."""
     try:
         from dreamsound import native
         from dreamsound.models.yamnet import fused

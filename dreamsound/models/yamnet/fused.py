@@ -1,24 +1,23 @@
-"""YAMNet's layers 2-14 as one autograd function, the depthwise layers in native kernels.
+"""YAMNet's 27 convolutions as one autograd function, the 3x3 ones in native kernels.
 
 In a dream step most of the time outside the pointwise matrix products went to moving
-activations through memory: each depthwise convolution wrote its output, its ReLU read and
-wrote it again, autograd kept every activation for the ReLUs' backward, and each
-``threshold_backward`` read a saved activation and the gradient and wrote a new gradient. Here
-(``depthwise.c``, compiled at first use by :mod:`dreamsound.native`):
+activations through memory: each 3x3 convolution wrote its output, its ReLU read and wrote it
+again, autograd kept every activation for the ReLUs' backward, and each ``threshold_backward``
+read a saved activation and the gradient and wrote a new gradient. Here (``layers.c``,
+compiled at first use by :mod:`dreamsound.native`):
 
-* a depthwise layer adds the previous pointwise layer's bias and applies its ReLU as it reads
-  its input (the pointwise layers are plain matrix products), then its own bias and ReLU, and
-  writes its output once;
+* the first convolution and every depthwise layer write their output once, after bias and
+  ReLU; a depthwise layer also adds the previous pointwise layer's bias and applies its ReLU as
+  it reads its input, so the pointwise layers are plain matrix products;
 * the backward pass keeps one bit per activation instead of the activations (1/32 of the
-  memory), and a depthwise layer's input gradient applies both ReLU masks as it is computed,
-  so no ``threshold_backward`` runs except after the last layer.
+  memory), and each 3x3 layer's input gradient applies the ReLU masks as it is computed, so no
+  ``threshold_backward`` runs except after the last layer.
 
-The values are the eager units' (:mod:`.network`): the input gradient bit for bit in our
-tests, the logits within a few 1e-5 (the depthwise sums are taken in another order than
-oneDNN's). A step from the log-mel on 10 s (20 patches, 2 threads) took 44-47 ms against
-49-53 ms eager (three alternating pairs of processes, scratch). The eager units run instead
-whenever this cannot: no kernels (see :mod:`dreamsound.native`), another device or dtype,
-hooks on a layer (a layer objective), or weights that need gradients.
+The values are the eager units' (:mod:`.network`) to float32 rounding (the 3x3 sums are taken
+in another order than oneDNN's): ``tests/test_yamnet_fused.py`` holds them to each other and
+``tests/test_yamnet.py`` both to TensorFlow. The eager units run instead whenever this cannot:
+no kernels (see :mod:`dreamsound.native`), another device or dtype, hooks on a layer (a layer
+objective), or weights that need gradients.
 """
 
 from __future__ import annotations
@@ -33,21 +32,22 @@ from torch import nn
 from dreamsound.models.yamnet.padding import tf_same_padding
 from dreamsound.native import load_kernels
 
-SOURCE = Path(__file__).with_name("depthwise.c")
+SOURCE = Path(__file__).with_name("layers.c")
 LANES = 16  # channels per mask word; every YAMNet layer's channel count is a multiple
 
 _POINTER, _INT = ctypes.c_void_p, ctypes.c_int
+_GEOMETRY = [_INT] * 10  # n_threads, N, H, W, C, Ho, Wo, stride, pad_top, pad_left
 _ARGTYPES = {
-    # pointers (x, x_bias, w, bias, y, y_mask, x_mask) or (gy, y_mask, w, x_mask, gx), then
-    # n_threads, N, H, W, C, Ho, Wo, stride, pad_top, pad_left
-    "dw_forward": [_POINTER] * 7 + [_INT] * 10,
-    "dw_backward": [_POINTER] * 5 + [_INT] * 10,
+    "conv1_forward": [_POINTER] * 5 + _GEOMETRY,    # x, w, bias, y, y_mask
+    "conv1_backward": [_POINTER] * 4 + _GEOMETRY,   # gy, y_mask, w, gx
+    "dw_forward": [_POINTER] * 7 + _GEOMETRY,       # x, x_bias, w, bias, y, y_mask, x_mask
+    "dw_backward": [_POINTER] * 5 + _GEOMETRY,      # gy, y_mask, w, x_mask, gx
 }
 _typed: set[int] = set()
 
 
 def kernels() -> ctypes.CDLL | None:
-    """The depthwise kernels for this process, or None where they cannot run."""
+    """The kernels for this process, or None where they cannot run."""
     library = load_kernels(SOURCE)
     if library is not None and id(library) not in _typed:
         for name, argtypes in _ARGTYPES.items():
@@ -58,7 +58,7 @@ def kernels() -> ctypes.CDLL | None:
 
 
 def usable(units: nn.ModuleDict, patches: torch.Tensor) -> bool:
-    """Whether :func:`layers_2_to_14` may replace the eager units for ``patches``."""
+    """Whether :func:`layers` may replace the eager units for ``patches``."""
     if patches.device.type != "cpu" or patches.dtype != torch.float32:
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
@@ -76,16 +76,15 @@ def usable(units: nn.ModuleDict, patches: torch.Tensor) -> bool:
     return kernels() is not None
 
 
-def layers_2_to_14(units: nn.ModuleDict, first: torch.Tensor) -> torch.Tensor:
-    """The output of layer 14 ``[P, 1024, H, W]`` (after its ReLU; channels-last in memory)
-    from layer 1's output *before its ReLU* ``[P, 32, H, W]`` (``SameConvReLU.pre_activation``).
-    """
-    stack = list(units.values())[1:]
-    nhwc = first.permute(0, 2, 3, 1).contiguous()
-    if torch.is_grad_enabled() and first.requires_grad:
-        out = _Layers.apply(nhwc, stack)
+def layers(units: nn.ModuleDict, patches: torch.Tensor) -> torch.Tensor:
+    """Layer 14's output ``[P, 1024, H, W]`` (after its ReLU; channels-last in memory) from
+    patches ``[P, 1, 96, 64]``, as the eager units compute it."""
+    stack = list(units.values())
+    x = patches.reshape(patches.shape[0], *patches.shape[-2:]).contiguous()
+    if torch.is_grad_enabled() and patches.requires_grad:
+        out = _Layers.apply(x, stack)
     else:
-        out, _ = _forward(nhwc, stack, keep_masks=False)
+        out, _ = _forward(x, stack, keep_masks=False)
     return out.permute(0, 3, 1, 2)
 
 
@@ -110,69 +109,84 @@ class _Layers(torch.autograd.Function):
             if unit.spec.kind == "pointwise":
                 grad = _pointwise_input_gradient(unit, grad, kept)
             else:
-                grad = _depthwise_backward(unit, grad, *kept)
+                grad = _conv3x3_backward(unit, grad, *kept)
         return grad, None
 
 
 def _forward(x: torch.Tensor, stack: list[nn.Module],
              keep_masks: bool) -> tuple[torch.Tensor, list]:
-    """Run the stack on NHWC ``x`` (layer 1 before its ReLU); returns layer 14's output (NHWC,
-    after its ReLU) and what each unit keeps for the backward pass."""
-    pending_bias = torch.zeros(x.shape[-1])  # layer 1's bias is in x; its ReLU is still to do
+    """Run the units on patches ``[P, H, W]``; returns layer 14's output (NHWC, after its
+    ReLU) and what each unit keeps for the backward pass."""
+    pending_bias = None  # a pointwise layer's bias, added (with its ReLU) by the next layer
     saved: list = []
     last = len(stack) - 1
     for index, unit in enumerate(stack):
-        if unit.spec.kind == "depthwise":
-            x, masks = _depthwise_forward(unit, x, pending_bias, keep_masks)
-            saved.append(masks)
-        else:
+        if unit.spec.kind == "pointwise":
             saved.append(x if keep_masks and not unit._as_product else None)
             x = _pointwise(unit, x, with_bias=index == last)
-            pending_bias = unit.bias
+            pending_bias = unit.bias.detach()
+        else:
+            x, kept = _conv3x3_forward(unit, x, pending_bias, keep_masks)
+            saved.append(kept)
+            pending_bias = None
     return F.relu_(x), saved
 
 
+def _conv3x3_forward(unit: nn.Module, x: torch.Tensor, x_bias: torch.Tensor | None,
+                     keep_masks: bool) -> tuple[torch.Tensor, tuple | None]:
+    """The first layer (``x`` is ``[P, H, W]``) or a depthwise layer (``x`` NHWC, before the
+    previous layer's bias and ReLU when ``x_bias`` is given)."""
+    first = unit.spec.kind == "conv"
+    n, height, width = x.shape[:3]
+    channels = unit.out_channels
+    geometry = _geometry(unit, height, width)
+    out_h, out_w = geometry[:2]
+    # Weights [9, C]: tap-major, channels innermost (first layer [32, 1, 3, 3], depthwise
+    # [C, 1, 3, 3]).
+    taps = unit.weight.detach().reshape(channels, 9).t().contiguous()
+    y = torch.empty(n, out_h, out_w, channels)
+    y_mask = _mask(n * out_h * out_w * channels) if keep_masks else None
+    x_mask = _mask(x.numel()) if keep_masks and x_bias is not None else None
+    library, threads = kernels(), torch.get_num_threads()
+    if first:
+        library.conv1_forward(x.data_ptr(), taps.data_ptr(), unit.bias.detach().data_ptr(),
+                              y.data_ptr(), _pointer(y_mask), threads, n, height, width,
+                              channels, *geometry)
+    else:
+        library.dw_forward(x.data_ptr(), _pointer(x_bias), taps.data_ptr(),
+                           unit.bias.detach().data_ptr(), y.data_ptr(), _pointer(y_mask),
+                           _pointer(x_mask), threads, n, height, width, channels, *geometry)
+    kept = (y_mask, x_mask, taps, tuple(x.shape)) if keep_masks else None
+    return y, kept
+
+
+def _conv3x3_backward(unit: nn.Module, grad: torch.Tensor, y_mask: torch.Tensor,
+                      x_mask: torch.Tensor | None, taps: torch.Tensor,
+                      x_shape: tuple[int, ...]) -> torch.Tensor:
+    """The input gradient of a 3x3 layer: through its ReLU (``y_mask``) and, for a depthwise
+    layer after a pointwise one, through that layer's ReLU too (``x_mask``)."""
+    n, height, width = x_shape[:3]
+    channels = unit.out_channels
+    grad = grad.contiguous()
+    grad_x = torch.empty(x_shape)
+    library, threads = kernels(), torch.get_num_threads()
+    geometry = _geometry(unit, height, width)
+    if unit.spec.kind == "conv":
+        library.conv1_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
+                               grad_x.data_ptr(), threads, n, height, width, channels,
+                               *geometry)
+    else:
+        library.dw_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
+                            _pointer(x_mask), grad_x.data_ptr(), threads, n, height, width,
+                            channels, *geometry)
+    return grad_x
+
+
 def _geometry(unit: nn.Module, height: int, width: int) -> tuple[int, ...]:
-    """``(Ho, Wo, stride, pad_top, pad_left)`` of a depthwise layer with TensorFlow's padding."""
+    """``(Ho, Wo, stride, pad_top, pad_left)`` of a 3x3 layer with TensorFlow's padding."""
     stride = unit.spec.stride
     return (-(-height // stride), -(-width // stride), stride,
             tf_same_padding(height, 3, stride)[0], tf_same_padding(width, 3, stride)[0])
-
-
-def _taps(unit: nn.Module) -> torch.Tensor:
-    """The depthwise kernel ``[C, 1, 3, 3]`` as ``[9, C]`` (tap-major, channels innermost)."""
-    return unit.weight.detach().reshape(unit.out_channels, 9).t().contiguous()
-
-
-def _depthwise_forward(unit: nn.Module, x: torch.Tensor, x_bias: torch.Tensor,
-                       keep_masks: bool) -> tuple[torch.Tensor, tuple | None]:
-    n, height, width, channels = x.shape
-    out_h, out_w, stride, pad_top, pad_left = _geometry(unit, height, width)
-    taps, bias = _taps(unit), unit.bias.detach()
-    y = torch.empty(n, out_h, out_w, channels)
-    y_mask = x_mask = None
-    if keep_masks:
-        y_mask = torch.empty(n * out_h * out_w * channels // LANES, dtype=torch.int16)
-        x_mask = torch.empty(n * height * width * channels // LANES, dtype=torch.int16)
-    kernels().dw_forward(x.data_ptr(), x_bias.data_ptr(), taps.data_ptr(), bias.data_ptr(),
-                         y.data_ptr(), _pointer(y_mask), _pointer(x_mask),
-                         torch.get_num_threads(), n, height, width, channels, out_h, out_w,
-                         stride, pad_top, pad_left)
-    masks = (y_mask, x_mask, taps, (n, height, width, channels)) if keep_masks else None
-    return y, masks
-
-
-def _depthwise_backward(unit: nn.Module, grad: torch.Tensor, y_mask: torch.Tensor,
-                        x_mask: torch.Tensor, taps: torch.Tensor,
-                        shape: tuple[int, int, int, int]) -> torch.Tensor:
-    n, height, width, channels = shape
-    out_h, out_w, stride, pad_top, pad_left = _geometry(unit, height, width)
-    grad = grad.contiguous()
-    grad_x = torch.empty(shape)
-    kernels().dw_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(), x_mask.data_ptr(),
-                          grad_x.data_ptr(), torch.get_num_threads(), n, height, width,
-                          channels, out_h, out_w, stride, pad_top, pad_left)
-    return grad_x
 
 
 def _pointwise(unit: nn.Module, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
@@ -195,7 +209,7 @@ def _pointwise(unit: nn.Module, x: torch.Tensor, with_bias: bool) -> torch.Tenso
 def _pointwise_input_gradient(unit: nn.Module, grad: torch.Tensor,
                               x: torch.Tensor | None) -> torch.Tensor:
     """Gradient of a pointwise layer's input from that of its output (both NHWC, before the
-    ReLU: the next depthwise layer applied this layer's mask)."""
+    ReLU: the next layer applied this layer's mask)."""
     n, height, width, out_channels = grad.shape
     weight = unit.weight.detach()
     if unit._as_product:
@@ -205,6 +219,11 @@ def _pointwise_input_gradient(unit: nn.Module, grad: torch.Tensor,
         grad.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2), weight, None, [1, 1], [0, 0], [1, 1],
         False, [0, 0], 1, [True, False, False])
     return grad_x.permute(0, 2, 3, 1)
+
+
+def _mask(elements: int) -> torch.Tensor:
+    """One bit per activation, 16 channels per word."""
+    return torch.empty(elements // LANES, dtype=torch.int16)
 
 
 def _pointer(tensor: torch.Tensor | None) -> int | None:

@@ -155,13 +155,6 @@ class SameConvReLU(nn.Conv2d):
         self._explicit_pad = not symmetric and spec.kernel > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In place: the convolution's output is a fresh tensor that its backward does not keep,
-        # so the ReLU needs no buffer of its own: one activation-sized allocation (and its page
-        # faults) less per layer, the same values, ~5 % off a step (interleaved A/B, 2 threads).
-        return F.relu_(self.pre_activation(x)).contiguous(memory_format=torch.channels_last)
-
-    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """``conv(x) + bias`` with TensorFlow's padding, before the ReLU."""
         if self._explicit_pad:
             k, s = self.spec.kernel, self.spec.stride
             top, bottom = tf_same_padding(x.shape[-2], k, s)
@@ -173,9 +166,14 @@ class SameConvReLU(nn.Conv2d):
                 else:
                     y = F.conv2d(x, leading_zero_taps, self.bias, stride=s, padding=1,
                                  groups=self.groups)
-                return y
-            return super().forward(F.pad(x, (left, right, top, bottom)))
-        return super().forward(x)
+            else:
+                y = super().forward(F.pad(x, (left, right, top, bottom)))
+        else:
+            y = super().forward(x)
+        # In place: the convolution's output is a fresh tensor that its backward does not keep,
+        # so the ReLU needs no buffer of its own: one activation-sized allocation (and its page
+        # faults) less per layer, the same values, ~5 % off a step (interleaved A/B, 2 threads).
+        return F.relu_(y).contiguous(memory_format=torch.channels_last)
 
 
 class PointwiseReLU(nn.Conv2d):
@@ -233,7 +231,7 @@ class YAMNetNetwork(PatchNetwork):
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[P, n_classes]`` and embeddings ``[P, 1024]`` of patches ``[P, 1, 96, 64]``."""
         if fused.usable(self.units, patches):
-            x = fused.layers_2_to_14(self.units, self.units["layer1_conv"].pre_activation(patches))
+            x = fused.layers(self.units, patches)
         else:
             x = patches
             for unit in self.units.values():

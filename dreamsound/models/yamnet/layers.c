@@ -1,5 +1,5 @@
-/* YAMNet's depthwise 3x3 layers on the CPU: the convolution with its bias and ReLU, and the
- * input gradient with both ReLU masks applied inside it.
+/* YAMNet's first convolution and its depthwise 3x3 layers on the CPU: each convolution with its
+ * bias and ReLU, and its input gradient with the ReLU masks applied inside it.
  *
  * Compiled on the user's machine at first use (dreamsound/native.py: cc -O3 -march=native
  * -fopenmp) and called through ctypes from dreamsound/models/yamnet/fused.py, which documents
@@ -109,5 +109,68 @@ void dw_backward(const float *restrict gy, const uint16_t *restrict y_mask,
                         acc = _mm512_maskz_mov_ps(x_mask[(in + c) / LANES], acc);
                     _mm512_storeu_ps(gx + in + c, acc);
                 }
+            }
+}
+
+/* YAMNet's first layer: y = relu(conv3x3(x) + bias) from one input channel x [N][H][W] to C
+ * channels y [N][Ho][Wo][C], weights [9][C]; y_mask (optional) receives y > 0. */
+void conv1_forward(const float *restrict x, const float *restrict w, const float *restrict bias,
+                   float *restrict y, uint16_t *restrict y_mask, int n_threads, int N, int H,
+                   int W, int C, int Ho, int Wo, int stride, int pad_top, int pad_left)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < Ho; i++)
+            for (int j = 0; j < Wo; j++) {
+                const size_t out = (((size_t)n * Ho + i) * Wo + j) * C;
+                for (int c = 0; c < C; c += LANES) {
+                    __m512 acc = _mm512_loadu_ps(bias + c);
+                    for (int ki = 0; ki < 3; ki++) {
+                        const int h = stride * i + ki - pad_top;
+                        if (h < 0 || h >= H)
+                            continue;
+                        for (int kj = 0; kj < 3; kj++) {
+                            const int v = stride * j + kj - pad_left;
+                            if (v < 0 || v >= W)
+                                continue;
+                            const __m512 a = _mm512_set1_ps(x[((size_t)n * H + h) * W + v]);
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (ki * 3 + kj) * C + c), a, acc);
+                        }
+                    }
+                    const __mmask16 positive = _mm512_cmp_ps_mask(acc, zero, _CMP_GT_OQ);
+                    _mm512_storeu_ps(y + out + c, _mm512_maskz_mov_ps(positive, acc));
+                    if (y_mask)
+                        y_mask[(out + c) / LANES] = positive;
+                }
+            }
+}
+
+/* The first layer's input gradient gx [N][H][W] from the gradient gy [N][Ho][Wo][C] of its
+ * output, masked by y_mask (its ReLU). */
+void conv1_backward(const float *restrict gy, const uint16_t *restrict y_mask,
+                    const float *restrict w, float *restrict gx, int n_threads, int N, int H,
+                    int W, int C, int Ho, int Wo, int stride, int pad_top, int pad_left)
+{
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++)
+            for (int v = 0; v < W; v++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int ki = 0; ki < 3; ki++) {
+                    const int t = h + pad_top - ki;
+                    if (t < 0 || t % stride || t / stride >= Ho)
+                        continue;
+                    for (int kj = 0; kj < 3; kj++) {
+                        const int u = v + pad_left - kj;
+                        if (u < 0 || u % stride || u / stride >= Wo)
+                            continue;
+                        const size_t o = (((size_t)n * Ho + t / stride) * Wo + u / stride) * C;
+                        for (int c = 0; c < C; c += LANES)
+                            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(y_mask[(o + c) / LANES], gy + o + c),
+                                                  _mm512_loadu_ps(w + (ki * 3 + kj) * C + c), acc);
+                    }
+                }
+                gx[((size_t)n * H + h) * W + v] = _mm512_reduce_add_ps(acc);
             }
 }
