@@ -31,6 +31,7 @@ from dreamsound.models.yamnet import (
     SameConvReLU,
     class_map,
     conv_unit_specs,
+    fused,
     load_h5,
     load_tflite,
     load_weights,
@@ -45,6 +46,16 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def model(yamnet_h5):
     return load_model("yamnet", weights=yamnet_h5, device="cpu")
+
+
+@pytest.fixture(params=["fused", "eager"])
+def network_path(request, monkeypatch):
+    """Run a test through the native kernels' fused layers and through the eager units."""
+    if request.param == "fused" and fused.kernels() is None:
+        pytest.skip("no native kernels here (dreamsound.native)")
+    if request.param == "eager":
+        monkeypatch.setattr(fused, "usable", lambda units, patches: False)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +245,7 @@ def test_front_end_matches_tensorflow(model, golden, clip):
 
 
 @pytest.mark.parametrize("clip", CLIPS)
-def test_network_alone_matches_tensorflow(model, golden, clip):
+def test_network_alone_matches_tensorflow(model, golden, clip, network_path):
     """Fed TensorFlow's own log-mel, the network reproduces its logits and embeddings."""
     with torch.no_grad():
         logits, embeddings = model.network_outputs(torch.from_numpy(golden[f"{clip}__log_mel"]))
@@ -243,7 +254,7 @@ def test_network_alone_matches_tensorflow(model, golden, clip):
 
 
 @pytest.mark.parametrize("clip", CLIPS)
-def test_end_to_end_matches_tensorflow(model, golden, clip):
+def test_end_to_end_matches_tensorflow(model, golden, clip, network_path):
     with torch.no_grad():
         out = model(_waveform(golden, clip))
     assert out.scores.shape == golden[f"{clip}__scores"].shape
@@ -259,7 +270,7 @@ def test_end_to_end_matches_tensorflow(model, golden, clip):
 
 
 @pytest.mark.parametrize("clip", CLIPS)
-def test_input_gradient_matches_tensorflow(model, golden, clip):
+def test_input_gradient_matches_tensorflow(model, golden, clip, network_path):
     class_index = int(golden[f"{clip}__grad_class_index"])
     gradient = _input_gradient(model, golden[f"{clip}__waveform"], class_index)
     reference = golden[f"{clip}__grad"]
