@@ -38,9 +38,9 @@ LANES = 16  # channels per mask word; every YAMNet layer's channel count is a mu
 _POINTER, _INT = ctypes.c_void_p, ctypes.c_int
 _GEOMETRY = [_INT] * 10  # n_threads, N, H, W, C, Ho, Wo, stride, pad_top, pad_left
 _ARGTYPES = {
-    "conv1_forward": [_POINTER] * 5 + _GEOMETRY,    # x, w, bias, y, y_mask
+    # x, x_channels, x_bias, w, bias, y, y_mask, x_mask
+    "conv3x3_forward": [_POINTER, _INT] + [_POINTER] * 6 + _GEOMETRY,
     "conv1_backward": [_POINTER] * 4 + _GEOMETRY,   # gy, y_mask, w, gx
-    "dw_forward": [_POINTER] * 7 + _GEOMETRY,       # x, x_bias, w, bias, y, y_mask, x_mask
     "dw_backward": [_POINTER] * 5 + _GEOMETRY,      # gy, y_mask, w, x_mask, gx
 }
 _typed: set[int] = set()
@@ -147,15 +147,10 @@ def _conv3x3_forward(unit: nn.Module, x: torch.Tensor, x_bias: torch.Tensor | No
     y = torch.empty(n, out_h, out_w, channels)
     y_mask = _mask(n * out_h * out_w * channels) if keep_masks else None
     x_mask = _mask(x.numel()) if keep_masks and x_bias is not None else None
-    library, threads = kernels(), torch.get_num_threads()
-    if first:
-        library.conv1_forward(x.data_ptr(), taps.data_ptr(), unit.bias.detach().data_ptr(),
-                              y.data_ptr(), _pointer(y_mask), threads, n, height, width,
-                              channels, *geometry)
-    else:
-        library.dw_forward(x.data_ptr(), _pointer(x_bias), taps.data_ptr(),
-                           unit.bias.detach().data_ptr(), y.data_ptr(), _pointer(y_mask),
-                           _pointer(x_mask), threads, n, height, width, channels, *geometry)
+    kernels().conv3x3_forward(x.data_ptr(), 1 if first else channels, _pointer(x_bias),
+                              taps.data_ptr(), unit.bias.detach().data_ptr(), y.data_ptr(),
+                              _pointer(y_mask), _pointer(x_mask), torch.get_num_threads(), n,
+                              height, width, channels, *geometry)
     kept = (y_mask, x_mask, taps, tuple(x.shape)) if keep_masks else None
     return y, kept
 

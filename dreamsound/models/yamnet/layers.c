@@ -24,14 +24,16 @@
 
 #define LANES 16
 
-/* y = relu(depthwise(a) + bias), where a = x, or a = relu(x + x_bias) when x_bias is given (x
- * is then the previous layer's output before its bias and ReLU, which are applied here as the
- * values are read). y_mask (optional) receives y > 0; x_mask (optional) receives a > 0. */
-void dw_forward(const float *restrict x, const float *restrict x_bias,
-                const float *restrict w, const float *restrict bias, float *restrict y,
-                uint16_t *restrict y_mask, uint16_t *restrict x_mask, int n_threads,
-                int N, int H, int W, int C, int Ho, int Wo, int stride, int pad_top,
-                int pad_left)
+/* y = relu(conv3x3(a) + bias) with C output channels: a depthwise layer (x_channels == C: each
+ * channel its own 3x3 kernel) or the first layer (x_channels == 1: one input channel, C
+ * kernels). a = x, or a = relu(x + x_bias) when x_bias is given (x is then the previous
+ * layer's output before its bias and ReLU, which are applied here as the values are read).
+ * y_mask (optional) receives y > 0; x_mask (optional, depthwise only) receives a > 0. */
+void conv3x3_forward(const float *restrict x, int x_channels, const float *restrict x_bias,
+                     const float *restrict w, const float *restrict bias, float *restrict y,
+                     uint16_t *restrict y_mask, uint16_t *restrict x_mask, int n_threads,
+                     int N, int H, int W, int C, int Ho, int Wo, int stride, int pad_top,
+                     int pad_left)
 {
     const __m512 zero = _mm512_setzero_ps();
     #pragma omp parallel num_threads(n_threads)
@@ -62,7 +64,9 @@ void dw_forward(const float *restrict x, const float *restrict x_bias,
                                 const int v = stride * j + kj - pad_left;
                                 if (v < 0 || v >= W)
                                     continue;
-                                __m512 a = _mm512_loadu_ps(x + (((size_t)n * H + h) * W + v) * C + c);
+                                const size_t at = ((size_t)n * H + h) * W + v;
+                                __m512 a = x_channels == 1 ? _mm512_set1_ps(x[at])
+                                                           : _mm512_loadu_ps(x + at * C + c);
                                 if (x_bias)
                                     a = _mm512_max_ps(_mm512_add_ps(a, xb), zero);
                                 acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (ki * 3 + kj) * C + c), a, acc);
@@ -108,40 +112,6 @@ void dw_backward(const float *restrict gy, const uint16_t *restrict y_mask,
                     if (x_mask)
                         acc = _mm512_maskz_mov_ps(x_mask[(in + c) / LANES], acc);
                     _mm512_storeu_ps(gx + in + c, acc);
-                }
-            }
-}
-
-/* YAMNet's first layer: y = relu(conv3x3(x) + bias) from one input channel x [N][H][W] to C
- * channels y [N][Ho][Wo][C], weights [9][C]; y_mask (optional) receives y > 0. */
-void conv1_forward(const float *restrict x, const float *restrict w, const float *restrict bias,
-                   float *restrict y, uint16_t *restrict y_mask, int n_threads, int N, int H,
-                   int W, int C, int Ho, int Wo, int stride, int pad_top, int pad_left)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
-    for (int n = 0; n < N; n++)
-        for (int i = 0; i < Ho; i++)
-            for (int j = 0; j < Wo; j++) {
-                const size_t out = (((size_t)n * Ho + i) * Wo + j) * C;
-                for (int c = 0; c < C; c += LANES) {
-                    __m512 acc = _mm512_loadu_ps(bias + c);
-                    for (int ki = 0; ki < 3; ki++) {
-                        const int h = stride * i + ki - pad_top;
-                        if (h < 0 || h >= H)
-                            continue;
-                        for (int kj = 0; kj < 3; kj++) {
-                            const int v = stride * j + kj - pad_left;
-                            if (v < 0 || v >= W)
-                                continue;
-                            const __m512 a = _mm512_set1_ps(x[((size_t)n * H + h) * W + v]);
-                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + (ki * 3 + kj) * C + c), a, acc);
-                        }
-                    }
-                    const __mmask16 positive = _mm512_cmp_ps_mask(acc, zero, _CMP_GT_OQ);
-                    _mm512_storeu_ps(y + out + c, _mm512_maskz_mov_ps(positive, acc));
-                    if (y_mask)
-                        y_mask[(out + c) / LANES] = positive;
                 }
             }
 }
