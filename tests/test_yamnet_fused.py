@@ -205,3 +205,49 @@ def test_compile_error_leaves_nothing_and_a_good_source_is_cached(monkeypatch, t
     assert native.load_kernels(good).answer() == 43
     assert len(list((cache / "kernels").iterdir())) == 2
 
+
+
+@needs_kernels
+@pytest.mark.parametrize("size, stride", [((13, 9), 2), ((12, 8), 2), ((7, 5), 1)])
+def test_depthwise_kernels_against_torch_at_one_and_two_threads(size, stride):
+    """One depthwise layer through the kernels, reading a pointwise layer's output before its
+    bias and ReLU: output, masks and the doubly masked input gradient against torch's operators
+    (float64), and bit for bit the same at one and two threads."""
+    from dreamsound.models.yamnet.padding import tf_same_padding
+
+    generator = torch.Generator().manual_seed(size[0] * stride)
+    n, channels, (height, width) = 3, 32, size
+    z = torch.randn(n, height, width, channels, generator=generator)  # before bias and ReLU
+    z_bias = torch.randn(channels, generator=generator)
+    weight = torch.randn(channels, 1, 3, 3, generator=generator)
+    bias = torch.randn(channels, generator=generator)
+    top, bottom = tf_same_padding(height, 3, stride)
+    left, right = tf_same_padding(width, 3, stride)
+
+    reference_in = z.double().clone().requires_grad_(True)
+    a = torch.relu(reference_in + z_bias.double()).permute(0, 3, 1, 2)
+    reference = torch.relu(torch.nn.functional.conv2d(
+        torch.nn.functional.pad(a, (left, right, top, bottom)), weight.double(), bias.double(),
+        stride=stride, groups=channels)).permute(0, 2, 3, 1)
+    out_h, out_w = reference.shape[1:3]
+    upstream = torch.randn(reference.shape, generator=generator)
+    (reference_grad,) = torch.autograd.grad(reference, reference_in, upstream.double())
+
+    library, taps = fused.kernels(), weight.reshape(channels, 9).t().contiguous()
+    runs = []
+    for threads in (1, 2):
+        y = torch.empty(n, out_h, out_w, channels)
+        y_mask, x_mask = fused._mask(y.numel()), fused._mask(z.numel())
+        geometry = (n, height, width, channels, out_h, out_w, stride, top, left)
+        library.conv3x3_forward(z.data_ptr(), channels, z_bias.data_ptr(), taps.data_ptr(),
+                                bias.data_ptr(), y.data_ptr(), y_mask.data_ptr(),
+                                x_mask.data_ptr(), threads, *geometry)
+        grad = torch.empty(z.shape)
+        library.dw_backward(upstream.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
+                            x_mask.data_ptr(), grad.data_ptr(), threads, *geometry)
+        runs.append((y, y_mask, x_mask, grad))
+    for first, second in zip(*runs, strict=True):
+        assert torch.equal(first, second)
+    y, _, _, grad = runs[0]
+    torch.testing.assert_close(y.double(), reference.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad.double(), reference_grad, rtol=0, atol=1e-5)
