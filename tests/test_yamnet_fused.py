@@ -245,8 +245,9 @@ def test_depthwise_kernels_against_torch_at_one_and_two_threads(size, stride):
                                 bias.data_ptr(), y.data_ptr(), y_mask.data_ptr(),
                                 x_mask.data_ptr(), threads, *geometry)
         grad = torch.empty(z.shape)
-        library.dw_backward(upstream.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
-                            x_mask.data_ptr(), grad.data_ptr(), threads, *geometry)
+        library.conv3x3_backward(upstream.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
+                                 channels, x_mask.data_ptr(), grad.data_ptr(), threads,
+                                 *geometry)
         runs.append((y, y_mask, x_mask, grad))
     for first, second in zip(*runs, strict=True):
         assert torch.equal(first, second)

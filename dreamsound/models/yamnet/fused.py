@@ -40,8 +40,8 @@ _GEOMETRY = [_INT] * 10  # n_threads, N, H, W, C, Ho, Wo, stride, pad_top, pad_l
 _ARGTYPES = {
     # x, x_channels, x_bias, w, bias, y, y_mask, x_mask
     "conv3x3_forward": [_POINTER, _INT] + [_POINTER] * 6 + _GEOMETRY,
-    "conv1_backward": [_POINTER] * 4 + _GEOMETRY,   # gy, y_mask, w, gx
-    "dw_backward": [_POINTER] * 5 + _GEOMETRY,      # gy, y_mask, w, x_mask, gx
+    # gy, y_mask, w, x_channels, x_mask, gx
+    "conv3x3_backward": [_POINTER] * 3 + [_INT] + [_POINTER] * 2 + _GEOMETRY,
 }
 _typed: set[int] = set()
 
@@ -164,16 +164,11 @@ def _conv3x3_backward(unit: nn.Module, grad: torch.Tensor, y_mask: torch.Tensor,
     channels = unit.out_channels
     grad = grad.contiguous()
     grad_x = torch.empty(x_shape)
-    library, threads = kernels(), torch.get_num_threads()
-    geometry = _geometry(unit, height, width)
-    if unit.spec.kind == "conv":
-        library.conv1_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
-                               grad_x.data_ptr(), threads, n, height, width, channels,
-                               *geometry)
-    else:
-        library.dw_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
-                            _pointer(x_mask), grad_x.data_ptr(), threads, n, height, width,
-                            channels, *geometry)
+    first = unit.spec.kind == "conv"
+    kernels().conv3x3_backward(grad.data_ptr(), y_mask.data_ptr(), taps.data_ptr(),
+                               1 if first else channels, _pointer(x_mask), grad_x.data_ptr(),
+                               torch.get_num_threads(), n, height, width, channels,
+                               *_geometry(unit, height, width))
     return grad_x
 
 

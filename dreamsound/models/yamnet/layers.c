@@ -81,66 +81,59 @@ void conv3x3_forward(const float *restrict x, int x_channels, const float *restr
     }
 }
 
-/* gx = x_mask * depthwise_input_gradient(gy * y_mask): the gradient reaching the layer's input
- * activations through its ReLU (y_mask) and on through the previous layer's ReLU (x_mask,
- * optional), from the gradient gy of its output [N][Ho][Wo][C]. */
-void dw_backward(const float *restrict gy, const uint16_t *restrict y_mask,
-                 const float *restrict w, const uint16_t *restrict x_mask,
-                 float *restrict gx, int n_threads, int N, int H, int W, int C, int Ho,
-                 int Wo, int stride, int pad_top, int pad_left)
+/* Channels c..c+15 of the gradient reaching input pixel (n, h, v) through the 3x3 taps that read
+ * it, gy * y_mask * w summed over those taps (each tap once: the output pixel whose window puts
+ * the pixel under it). */
+static inline __m512 tap_sum(const float *restrict gy, const uint16_t *restrict y_mask,
+                             const float *restrict w, int n, int h, int v, int c, int C, int Ho,
+                             int Wo, int stride, int pad_top, int pad_left)
 {
-    #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
-    for (int n = 0; n < N; n++)
-        for (int h = 0; h < H; h++)
-            for (int v = 0; v < W; v++) {
-                const size_t in = (((size_t)n * H + h) * W + v) * C;
-                for (int c = 0; c < C; c += LANES) {
-                    __m512 acc = _mm512_setzero_ps();
-                    for (int ki = 0; ki < 3; ki++) {
-                        const int t = h + pad_top - ki;  /* = stride * i for the output row i */
-                        if (t < 0 || t % stride || t / stride >= Ho)
-                            continue;
-                        for (int kj = 0; kj < 3; kj++) {
-                            const int u = v + pad_left - kj;
-                            if (u < 0 || u % stride || u / stride >= Wo)
-                                continue;
-                            const size_t o = (((size_t)n * Ho + t / stride) * Wo + u / stride) * C + c;
-                            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(y_mask[o / LANES], gy + o),
-                                                  _mm512_loadu_ps(w + (ki * 3 + kj) * C + c), acc);
-                        }
-                    }
-                    if (x_mask)
-                        acc = _mm512_maskz_mov_ps(x_mask[(in + c) / LANES], acc);
-                    _mm512_storeu_ps(gx + in + c, acc);
-                }
-            }
+    __m512 acc = _mm512_setzero_ps();
+    for (int ki = 0; ki < 3; ki++) {
+        const int t = h + pad_top - ki;  /* = stride * i for the output row i */
+        if (t < 0 || t % stride || t / stride >= Ho)
+            continue;
+        for (int kj = 0; kj < 3; kj++) {
+            const int u = v + pad_left - kj;
+            if (u < 0 || u % stride || u / stride >= Wo)
+                continue;
+            const size_t o = (((size_t)n * Ho + t / stride) * Wo + u / stride) * C + c;
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(y_mask[o / LANES], gy + o),
+                                  _mm512_loadu_ps(w + (ki * 3 + kj) * C + c), acc);
+        }
+    }
+    return acc;
 }
 
-/* The first layer's input gradient gx [N][H][W] from the gradient gy [N][Ho][Wo][C] of its
- * output, masked by y_mask (its ReLU). */
-void conv1_backward(const float *restrict gy, const uint16_t *restrict y_mask,
-                    const float *restrict w, float *restrict gx, int n_threads, int N, int H,
-                    int W, int C, int Ho, int Wo, int stride, int pad_top, int pad_left)
+/* The input gradient gx of conv3x3_forward's layer from the gradient gy [N][Ho][Wo][C] of its
+ * output, through its ReLU (y_mask). A depthwise layer (x_channels == C) gives gx
+ * [N][H][W][C], also through the previous layer's ReLU when x_mask is given; the first layer
+ * (x_channels == 1) gives gx [N][H][W], the sum over its C kernels. */
+void conv3x3_backward(const float *restrict gy, const uint16_t *restrict y_mask,
+                      const float *restrict w, int x_channels,
+                      const uint16_t *restrict x_mask, float *restrict gx, int n_threads,
+                      int N, int H, int W, int C, int Ho, int Wo, int stride, int pad_top,
+                      int pad_left)
 {
     #pragma omp parallel for collapse(2) schedule(static) num_threads(n_threads)
     for (int n = 0; n < N; n++)
         for (int h = 0; h < H; h++)
             for (int v = 0; v < W; v++) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int ki = 0; ki < 3; ki++) {
-                    const int t = h + pad_top - ki;
-                    if (t < 0 || t % stride || t / stride >= Ho)
-                        continue;
-                    for (int kj = 0; kj < 3; kj++) {
-                        const int u = v + pad_left - kj;
-                        if (u < 0 || u % stride || u / stride >= Wo)
-                            continue;
-                        const size_t o = (((size_t)n * Ho + t / stride) * Wo + u / stride) * C;
-                        for (int c = 0; c < C; c += LANES)
-                            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(y_mask[(o + c) / LANES], gy + o + c),
-                                                  _mm512_loadu_ps(w + (ki * 3 + kj) * C + c), acc);
-                    }
+                const size_t at = ((size_t)n * H + h) * W + v;
+                if (x_channels == 1) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int c = 0; c < C; c += LANES)
+                        acc = _mm512_add_ps(acc, tap_sum(gy, y_mask, w, n, h, v, c, C, Ho, Wo,
+                                                         stride, pad_top, pad_left));
+                    gx[at] = _mm512_reduce_add_ps(acc);
+                    continue;
                 }
-                gx[((size_t)n * H + h) * W + v] = _mm512_reduce_add_ps(acc);
+                for (int c = 0; c < C; c += LANES) {
+                    __m512 acc = tap_sum(gy, y_mask, w, n, h, v, c, C, Ho, Wo, stride, pad_top,
+                                         pad_left);
+                    if (x_mask)
+                        acc = _mm512_maskz_mov_ps(x_mask[(at * C + c) / LANES], acc);
+                    _mm512_storeu_ps(gx + at * C + c, acc);
+                }
             }
 }
