@@ -257,7 +257,7 @@ def test_cli_train_defaults_match_the_library():
     command = typer.main.get_command(cli.app).commands["train"]
     cli_defaults = {p.name: p.default for p in command.params}
     for name in ("epochs", "batch_size", "lr", "patience", "val_fraction", "seed", "distil",
-                 "distil_label"):
+                 "distil_label", "init", "adversarial_db"):
         assert cli_defaults[name] == library[name].default, name
 
 
@@ -389,3 +389,74 @@ def test_cli_refuses_an_unknown_distil_label(tmp_path):
                                       "--distil-label", "mix"])
     assert result.exit_code == 2 and "blend, keep" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_adversarial_copies_stay_in_the_ball_and_raise_the_loss():
+    from dreamsound.metrics import DB_PER_NEPER
+    from dreamsound.models.instrument import new_model
+    from dreamsound.train.adversarial import adversarial_copies
+
+    torch.manual_seed(0)
+    network = new_model(["cel", "flu", "gac"], architecture=TINY).network
+    network.train()
+    windows = torch.randn(6, 1, 43, 128)
+    targets = torch.nn.functional.one_hot(torch.arange(6) % 3, 3).float()
+    moved = adversarial_copies(network, windows, targets, 0.5)
+    rmse_db = DB_PER_NEPER * (moved - windows).flatten(1).pow(2).mean(dim=1).sqrt()
+    assert torch.all(rmse_db <= 0.5 + 1e-4) and torch.all(rmse_db > 0.25)
+    assert rmse_db.max() > 0.499  # steps that go past the edge are pulled back onto it
+    network.eval()
+    with torch.no_grad():
+        clean = torch.nn.functional.binary_cross_entropy_with_logits(network(windows)[0],
+                                                                     targets)
+        attacked = torch.nn.functional.binary_cross_entropy_with_logits(network(moved)[0],
+                                                                        targets)
+    assert attacked > clean
+    network.train()
+    adversarial_copies(network, windows, targets, 0.5)
+    assert network.training  # the mode it was in
+    assert all(p.grad is None for p in network.parameters())
+    with pytest.raises(ValueError):
+        adversarial_copies(network, windows, targets, 0.0)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_set, tmp_path):
+    first = train(tiny_set, tmp_path / "first", epochs=1, batch_size=32, architecture=TINY,
+                  device="cpu")
+    start = load_weights_file(first.weights_path)
+    # lr 0: the weights stay the ones given (a new network would differ everywhere).
+    tuned = train(tiny_set, tmp_path / "tuned", epochs=1, batch_size=32, lr=0.0, seed=5,
+                  init=first.weights_path, adversarial_db=0.5, device="cpu")
+    after = load_weights_file(tuned.weights_path)
+    for name, value in start.network.state_dict().items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.equal(value, after.network.state_dict()[name]), name
+    settings = after.config.extra["training"]
+    assert settings["init"] == str(first.weights_path) and settings["adversarial_db"] == 0.5
+
+
+def test_fine_tuning_refuses_other_classes_and_missing_weights(tiny_set, tmp_path):
+    first = train(tiny_set, tmp_path / "first", epochs=1, batch_size=32, architecture=TINY,
+                  device="cpu")
+    two = make_set(tmp_path / "two", per_class=4, classes=("cel", "flu"))
+    with pytest.raises(DataError, match="same classes"):
+        train(two, tmp_path / "o1", epochs=1, init=first.weights_path)
+    with pytest.raises(DataError, match="no weights to start from"):
+        train(two, tmp_path / "o2", epochs=1, init=tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="not both"):
+        train(two, tmp_path / "o3", epochs=1, init=first.weights_path, architecture=TINY)
+    with pytest.raises(ValueError, match="adversarial_db"):
+        train(two, tmp_path / "o4", epochs=1, adversarial_db=-1.0)
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+
+
+def test_cli_train_refuses_missing_starting_weights(tiny_set, tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(tiny_set), "--out", str(tmp_path / "x"),
+                                      "--init", str(tmp_path / "nope.safetensors"), "--quiet"])
+    assert result.exit_code == 2
+    assert "no weights to start from" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()

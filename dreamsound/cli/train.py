@@ -52,6 +52,14 @@ def train(
         "--distil-label", callback=_distil_label,
         help="blend: target (1-W) label + W teacher; keep: the label stays 1 and the other "
              "classes get W x the teacher's probability.")] = "blend",
+    init: Annotated[Path | None, typer.Option(
+        "--init", help="Start from these weights (same classes): fine-tune them instead of "
+                       "training a new network.")] = None,
+    adversarial_db: Annotated[float, typer.Option(
+        "--adversarial-db", min=0.0, max=3.0,
+        help="Also train on copies of each window moved against the model within this many "
+             "dB rmse: a slightly robust model whose dreams other models hear more often "
+             "(e.g. 0.3 for 3 epochs with --init); about 3x the time. 0: off.")] = 0.0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -87,8 +95,8 @@ def train(
 
         result = run_train(data_dirs, out, epochs=epochs, batch_size=batch_size, lr=lr,
                            val_fraction=val_fraction, seed=seed, patience=patience,
-                           distil=distil, distil_label=distil_label, device=device,
-                           progress=progress)
+                           distil=distil, distil_label=distil_label, init=init,
+                           adversarial_db=adversarial_db, device=device, progress=progress)
     if as_json:
         print_json(result.to_json())
         return

@@ -7,7 +7,7 @@ dream (16-bit WAV, re-read). Per mode and judge: the transfer rate (share of dre
 "moved" on, :func:`dreamsound.metrics.judge_moved`), the mean judge gain (target score after -
 before), the same for the null baseline (the original plus white noise scaled to the dream's
 own rmse_db, so a gain is read against chance), the mean rmse_db of the written audio and the
-mean seconds per dream.
+mean seconds per dream; then the same rates per target class.
 
 Usage::
 
@@ -128,6 +128,22 @@ def summarize(run: dict, judges: list[str]) -> dict:
                      "gain": statistics.mean(v["gain"] for v in verdicts),
                      "null_rate": sum(v["null_moved"] for v in verdicts) / len(verdicts),
                      "null_gain": statistics.mean(v["null_gain"] for v in verdicts)}
+    out["by_target"] = by_target(rows, judges)
+    return out
+
+
+def by_target(rows: list[dict], judges: list[str]) -> dict:
+    """Per target class: dreams, the share that convinced the dreaming model(s) (>= 0.5 on
+    the written audio) and each judge's transfer rate. Which targets carry over is not the
+    same for every sound: a gain envelope can make a sustained sound more like a violin more
+    easily than it can give it a guitar's plucked attacks."""
+    out: dict = {}
+    for target in sorted({r["target"] for r in rows}):
+        mine = [r for r in rows if r["target"] == target]
+        out[target] = {"dreams": len(mine),
+                       "convinced": sum(r["confidence_rendered"] >= 0.5 for r in mine) / len(mine)}
+        for name in judges:
+            out[target][name] = sum(r["judges"][name]["moved"] for r in mine) / len(mine)
     return out
 
 
@@ -179,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['reached_0.9']:>6.2f} " + " ".join(
                   f"{s[n]['rate']:>13.2f} ({s[n]['null_rate']:.2f}) {s[n]['gain']:>+9.3f}"
                   for n in judge_names))
+    print("\nper target class: dreams, share convinced (>= 0.5), each judge's transfer rate")
+    for s in summaries:
+        for target, row in s["by_target"].items():
+            print(f"{s['mode']:<28} {target:<4} {row['dreams']:>3} {row['convinced']:>5.2f} "
+                  + " ".join(f"{n} {row[n]:.2f}" for n in judge_names))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1))
     return 0

@@ -35,7 +35,15 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
             verdict = row["judges"]["instrument"]
             assert {"moved", "gain", "null_moved", "null_gain", "top_after"} <= set(verdict)
     assert result["runs"][1]["config"]["changes"] == 1
-    assert "instrument rate (null)" in capsys.readouterr().out
+    for run, summary in zip(result["runs"], result["summaries"]):
+        per_target = summary["by_target"]
+        assert set(per_target) == {r["target"] for r in run["rows"]}
+        assert sum(t["dreams"] for t in per_target.values()) == len(run["rows"])
+        moved = sum(t["instrument"] * t["dreams"] for t in per_target.values())
+        assert round(moved) == sum(r["judges"]["instrument"]["moved"] for r in run["rows"])
+        assert round(moved) == round(summary["instrument"]["rate"] * len(run["rows"]))
+    printed = capsys.readouterr().out
+    assert "instrument rate (null)" in printed and "per target class" in printed
 
 
 def test_loop_is_skipped_when_a_model_has_no_violin(tmp_path: Path, capsys) -> None:
