@@ -58,8 +58,8 @@ def train(
     adversarial_db: Annotated[float, typer.Option(
         "--adversarial-db", min=0.0, max=3.0,
         help="Also train on copies of each window moved against the model within this many "
-             "dB rmse: a slightly robust model whose dreams other models hear more often "
-             "(e.g. 0.3 for 3 epochs with --init); about 3x the time. 0: off.")] = 0.0,
+             "dB rmse: a slightly robust model (e.g. 0.3 for 3 epochs with --init; its "
+             "dreams moved musicnn more often, README); about 3x the time. 0: off.")] = 0.0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,

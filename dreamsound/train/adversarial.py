@@ -4,9 +4,11 @@ A model trained on clean windows changes its mind under tiny, model-specific cha
 input (Cochran & Kim's dreams reach 0.9 at ~1.3 dB), so what its gradient asks for is mostly
 its own fragility. Training it also on copies of each window moved *against* it by a small
 change (projected gradient descent in an L2 ball, Madry et al. 2018, "Towards Deep Learning
-Models Resistant to Adversarial Attacks") makes its gradients ask for more of what a class
-sounds like: surrogates trained with a small radius make perturbations that carry over to
-other models (Springer, Mitchell & Kenyon 2021, "A Little Robustness Goes a Long Way").
+Models Resistant to Adversarial Attacks") is meant to make its gradients ask for more of what a
+class sounds like: image surrogates trained with a small radius make perturbations that carry
+over to other models (Springer, Mitchell & Kenyon 2021, "A Little Robustness Goes a Long
+Way"). Here, at 0.3 dB, the dreams moved musicnn more often and YAMNet and irmas-pons not
+(README, *Dreams other models hear*).
 
 The radius is in dB rmse of the log-mel window, the unit of :func:`dreamsound.metrics.rmse_db`
 (the log-mel is the natural log of mel magnitude, so x dB are x / 8.69 nepers per value).

@@ -107,8 +107,8 @@ DEFAULT_EPOCHS = 60
 DEFAULT_PATIENCE = 8
 
 
-#: Largest adversarial radius ``train`` accepts (dB rmse): the small radii that help transfer
-#: are a fraction of a dB; at 1 dB the default network lost 17 points of validation accuracy.
+#: Largest adversarial radius ``train`` accepts (dB rmse): the radii worth trying are a fraction
+#: of a dB; at 1 dB the default network lost 17 points of validation accuracy in 3 epochs.
 MAX_ADVERSARIAL_DB = 3.0
 
 
@@ -187,8 +187,8 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
     adversarial_db : float
         When > 0, every batch also trains on copies of its windows moved against the model
         within this many dB rmse (:func:`~dreamsound.train.adversarial.adversarial_copies`):
-        a slightly robust model, whose dreams carry over to other models more often. About
-        3x the time per step. 0 (default): clean windows only.
+        a slightly robust model (its dreams moved musicnn more often, YAMNet and irmas-pons
+        not: README, *Dreams other models hear*). About 3x the time per step. 0 (default): clean windows only.
     threads : int
         Threads that decode files.
     progress : callable, optional
