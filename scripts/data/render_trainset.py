@@ -75,7 +75,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -688,12 +688,21 @@ def clip_rng(seed: int, soundfont: str, code: str, index: int) -> np.random.Gene
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
+def lead_voices(code: str, programs: Collection[int] | None = None) -> tuple[Voice, ...]:
+    """The voices a clip of class ``code`` may lead with: all of them, or those whose GM program
+    is in ``programs`` (for a sample set whose other presets copy another set's recordings)."""
+    voices = CLASS_VOICES[code]
+    return voices if programs is None else tuple(v for v in voices if v.program in programs)
+
+
 def plan_clip(seed: int, soundfont: str, code: str, index: int, mix_share: float,
-              line_share: float = 0.0) -> ClipPlan:
+              line_share: float = 0.0, programs: Collection[int] | None = None) -> ClipPlan:
+    """One clip's plan; ``programs`` restricts the labelled lead's GM programs (the
+    accompaniment is not restricted: it carries no label)."""
     rng = clip_rng(seed, soundfont, code, index)
     song = make_song(rng)
     kind = "mix" if rng.random() < mix_share else "solo"
-    voice = pick_voice(rng, CLASS_VOICES[code])
+    voice = pick_voice(rng, lead_voices(code, programs))
     target = MidiWriter(0.0)
     target.reset_all()
     # Drawn only when asked for, so sets rendered without it keep their bytes.
@@ -920,9 +929,14 @@ def fail(message: str) -> NoReturn:
 
 def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, mix_share: float,
            workers: int, classes: Sequence[str] = CLASS_CODES, gain: float = 0.5,
-           line_share: float = 0.0, progress: bool = True) -> list[dict]:
+           line_share: float = 0.0, programs: Collection[int] | None = None,
+           progress: bool = True) -> list[dict]:
     """Render ``per_class`` clips of every class through every soundfont into ``out``;
-    ``line_share``: the share of piano, guitar and organ leads that play one melodic line."""
+    ``line_share``: the share of piano, guitar and organ leads that play one melodic line;
+    ``programs``: lead only with these GM programs (classes left without one are skipped)."""
+    classes = [c for c in classes if lead_voices(c, programs)]
+    if not classes:
+        fail("none of the classes asked for has a lead voice among --programs")
     fonts = [STK if s == "stk" else find_soundfont(s) for s in soundfonts]
     synths = {}
     for font in fonts:
@@ -938,7 +952,7 @@ def render(out: Path, *, soundfonts: Sequence[str], per_class: int, seed: int, m
         for code in classes:
             if font == STK and code in stk_source.UNRENDERED_CLASSES:
                 continue
-            plans = [plan_clip(seed, key, code, i, mix_share, line_share)
+            plans = [plan_clip(seed, key, code, i, mix_share, line_share, programs)
                      for i in range(per_class)]
             stems = 0
             batch: list[ClipPlan] = []
@@ -1014,15 +1028,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--line-share", type=float, default=0.0,
                         help="share of piano, guitar and organ leads that play a single melodic "
                         "line, as phrases cut from one-note samples do (default 0)")
+    parser.add_argument("--programs", type=int, nargs="+", metavar="PROGRAM",
+                        help="lead only with these GM programs (0-based), for a sample set whose "
+                        "other presets play another set's recordings (default: every program)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     if (args.per_class < 1 or not 0.0 <= args.mix_share <= 1.0
             or not 0.0 <= args.line_share <= 1.0):
         parser.error("--per-class must be >= 1, --mix-share and --line-share in [0, 1]")
+    if args.programs is not None and not all(0 <= p <= 127 for p in args.programs):
+        parser.error("--programs are General MIDI programs, 0-127")
     started = time.perf_counter()
     rows = render(args.out, soundfonts=args.soundfonts, per_class=args.per_class, seed=args.seed,
                   mix_share=args.mix_share, workers=args.workers, classes=args.classes,
-                  gain=args.gain, line_share=args.line_share, progress=not args.quiet)
+                  gain=args.gain, line_share=args.line_share, programs=args.programs,
+                  progress=not args.quiet)
     n_mix = sum(r["kind"] == "mix" for r in rows)
     print(f"rendered {len(rows)} clips ({len(rows) - n_mix} solo, {n_mix} mixtures) into "
           f"{args.out} in {time.perf_counter() - started:.1f} s")
