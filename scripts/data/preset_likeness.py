@@ -19,8 +19,11 @@ as the same recordings::
 
 Found with it: MuseScore_General's trumpet, flute, saxophones, organs, guitars, electric grand
 piano (program 2) and voice "oohs" play FluidR3_GM's recordings, its violin partly (two of four
-notes); its pianos (programs 0-1), cello, clarinet and choir "aahs" do not (the model card,
-*Training data*).
+notes); its pianos (programs 0-1), cello, clarinet and choir "aahs" do not (its cello is
+GeneralUser GS's). A copy that was altered -- made mono, filtered hard -- can fall under the
+threshold (FluidR3Mono's cello against FluidR3_GM's: 0.67-0.94), so a median well above what
+independent recordings of that instrument give (MuseScore's clarinet: 0.68, others' 0.14-0.41)
+deserves a closer look (the model card, *Cross-soundfont generalisation*).
 """
 
 from __future__ import annotations
