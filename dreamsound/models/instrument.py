@@ -52,11 +52,11 @@ WEIGHTS = WeightsFile(
     url=None,
     # Digest of the shipped models/instrument_cnn/model.safetensors; retraining the default
     # (command in its MODEL_CARD.md) means updating it here.
-    sha256="540ba6841381dc974f43a68261cfc0ca1b05cf5cbc1a5422055d219ae473ed3e",
+    sha256="c6ce1b0b572fb75247e82c3ba4543f39aecec9fea00d996187ab5f6018555641",
     source="ships with dreamsound (models/instrument_cnn/, trained on soundfont-rendered clips)",
     env_var="DREAMSOUND_INSTRUMENT_WEIGHTS",
     packaged="instrument_cnn/model.safetensors",
-    size=1_330_284,
+    size=1_330_460,
 )
 
 
