@@ -96,10 +96,10 @@ def play(soundfont: Path, notes: Sequence[tuple[int, int]], workdir: Path) -> li
     if done.returncode != 0 or not wav_path.is_file():
         raise RuntimeError(f"fluidsynth failed on {soundfont}: {done.stderr.strip()[:200]}")
     audio, _ = sf.read(wav_path, dtype="float64", always_2d=True)
-    mono = audio.mean(axis=1)
     size = round(COMPARED_S * SAMPLE_RATE)
+    mono = np.pad(audio.mean(axis=1), (0, size))  # a short last slot still gives a full second
     starts = [round(slot * SLOT_S * SAMPLE_RATE) for slot in range(len(notes))]
-    return [np.pad(mono[s:s + size], (0, max(0, size - len(mono[s:s + size])))) for s in starts]
+    return [mono[start:start + size] for start in starts]
 
 
 def compare(first: Path, second: Path, classes: Sequence[str] = CLASS_CODES) -> list[dict]:
