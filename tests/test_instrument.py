@@ -171,6 +171,11 @@ def test_shipped_model_loads_offline():
     weights = SHIPPED / "model.safetensors"
     assert weights.is_file(), "models/instrument_cnn/model.safetensors must ship"
     assert weights.stat().st_size <= 10 * 1024 * 1024
+    # The registry's record of the shipped file matches it (retraining means updating both).
+    from dreamsound.models.instrument import WEIGHTS
+    from dreamsound.models.weights import sha256_file
+    assert weights.stat().st_size == WEIGHTS.size
+    assert sha256_file(weights) == WEIGHTS.sha256
     net = dreamsound.load_model("instrument", device="cpu")
     assert isinstance(net, InstrumentClassifier)
     assert net.class_names == list(IRMAS_NAMES)

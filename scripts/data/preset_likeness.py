@@ -51,6 +51,7 @@ from scripts.data.render_trainset import (
     MidiWriter,
     find_soundfont,
     midi_file_bytes,
+    synth_command,
 )
 
 SAME_THRESHOLD = 0.9   # median peak correlation from which two presets count as one recording
@@ -89,10 +90,10 @@ def play(soundfont: Path, notes: Sequence[tuple[int, int]], workdir: Path) -> li
         events += midi.events
     midi_path, wav_path = workdir / "notes.mid", workdir / "notes.wav"
     midi_path.write_bytes(midi_file_bytes(events))
-    done = subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5",
-                           "-r", str(SAMPLE_RATE), "-F", str(wav_path), "-T", "wav",
-                           str(soundfont), str(midi_path)],
-                          capture_output=True, text=True, check=False)
+    # The training renders' own fluidsynth command, with reverb and chorus switched off.
+    command = synth_command("fluidsynth", soundfont, midi_path, wav_path, gain=0.5)
+    command[1:1] = ["-R", "0", "-C", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not wav_path.is_file():
         raise RuntimeError(f"fluidsynth failed on {soundfont}: {done.stderr.strip()[:200]}")
     audio, _ = sf.read(wav_path, dtype="float64", always_2d=True)
