@@ -8,7 +8,7 @@ differently from one process to the next. In 6 of 11 processes a YAMNet step (fr
 of 10 s) went on taking 2,700-5,700 minor page faults, each buffer's pages zeroed again by the
 kernel: 41-45 ms, against 35-39 ms in the others. With fixed thresholds (below) no process
 faulted more than 42 times a step (scratch A/B, 2 threads, 2-core Sapphire Rapids VM; the
-main job's figures are in the README's *Threads and speed*).
+main job's figures are in docs/performance.md).
 
 The price: up to :data:`TRIM_THRESHOLD_BYTES` of freed memory stays with the process after a
 peak instead of going back to the system (the peak itself is unchanged). Only glibc is touched;

@@ -59,7 +59,7 @@ def train(
         "--adversarial-db", min=0.0, max=3.0,
         help="Also train on copies of each window moved against the model within this many "
              "dB rmse: a slightly robust model (e.g. 0.3 for 3 epochs with --init; its "
-             "dreams moved musicnn more often, README); about 3x the time. 0: off.")] = 0.0,
+             "dreams moved musicnn more often; docs/transfer.md); 3x the time. 0: off.")] = 0.0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,

@@ -37,7 +37,7 @@ ENVELOPE_LOW_HZ = 60.0
 #: 64 bands every 0.05 s, not 24 every 0.1 s: YAMNet's robust dreams (41 wrong-class dreams,
 #: K = 2, 6 dB) then convinced YAMNet itself (>= 0.5 on the written audio) in 34 dreams instead
 #: of 19, and moved the other models as often (20 / 19 / 26 against 19 / 21 / 23); 128 bands
-#: or 0.025 s did no better (README, "Dreams other models hear").
+#: or 0.025 s did no better (docs/transfer.md).
 ENVELOPE_BANDS = 64
 #: Seconds between the envelope's control points in time.
 ENVELOPE_HOP_S = 0.05

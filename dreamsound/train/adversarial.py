@@ -8,7 +8,7 @@ Models Resistant to Adversarial Attacks") is meant to make its gradients ask for
 class sounds like: image surrogates trained with a small radius make perturbations that carry
 over to other models (Springer, Mitchell & Kenyon 2021, "A Little Robustness Goes a Long
 Way"). Here, at 0.3 dB, the dreams moved musicnn more often and YAMNet and irmas-pons not
-(README, *Dreams other models hear*).
+(docs/transfer.md).
 
 The radius is in dB rmse of the log-mel window, the unit of :func:`dreamsound.metrics.rmse_db`
 (the log-mel is the natural log of mel magnitude, so x dB are x / 8.69 nepers per value).

@@ -188,7 +188,7 @@ def train(data_dir: PathLike | Sequence[PathLike], out_dir: PathLike, *,
         When > 0, every batch also trains on copies of its windows moved against the model
         within this many dB rmse (:func:`~dreamsound.train.adversarial.adversarial_copies`):
         a slightly robust model (its dreams moved musicnn more often, YAMNet and irmas-pons
-        not: README, *Dreams other models hear*). About 3x the time per step. 0 (default):
+        not: docs/transfer.md). About 3x the time per step. 0 (default):
         clean windows only.
     threads : int
         Threads that decode files.
