@@ -106,10 +106,11 @@ class Dreamer:
         choices = list(model) if isinstance(model, list | tuple) else [model]
         if not choices:
             raise ConfigError("give at least one model to dream on")
+        pairs = [choice if isinstance(choice, tuple) else (choice, 1.0) for choice in choices]
+        _check_ensemble(pairs)
         self.models: list[AudioClassifier] = []
         self.model_weights: list[float] = []
-        for position, choice in enumerate(choices):
-            entry, weight = choice if isinstance(choice, tuple) else (choice, 1.0)
+        for position, (entry, weight) in enumerate(pairs):
             self.models.append(_loaded(entry, weights if position == 0 else None, device))
             self.model_weights.append(float(weight))
         self.model = self.models[0]
@@ -491,6 +492,26 @@ class Dreamer:
         source = load_input(audio, sample_rate=self.model.sample_rate, input_rate=sample_rate,
                             allow_silence=False, max_seconds=max_seconds)
         return classify_waveform(self.model, source.waveform)
+
+
+def _check_ensemble(pairs: list[tuple[str | AudioClassifier, Any]]) -> None:
+    """Refuse, before anything loads, a member's weight that is not a number > 0 (a member
+    that takes no part, or pushes away from the target, is not what an ensemble means) and
+    a model given twice (by name, or the same loaded model): one member, with a weight."""
+    seen: list[str | AudioClassifier] = []
+    for entry, weight in pairs:
+        name = entry if isinstance(entry, str) else entry.name
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (np.isfinite(value) and value > 0):
+            raise ConfigError(f"the weight of {name} in the ensemble must be a number > 0, "
+                              f"got {weight!r}")
+        if any(entry is other or (isinstance(entry, str) and entry == other) for other in seen):
+            raise ConfigError(f"{name} is in the ensemble twice; give it once, with a weight "
+                              f"(e.g. --model {name}:2)")
+        seen.append(entry)
 
 
 def _loaded(model: str | AudioClassifier, weights: str | Path | None,

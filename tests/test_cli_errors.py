@@ -64,3 +64,25 @@ def test_odd_channels_and_rates_are_handled(tmp_path, channels, rate):
 def test_unknown_target_has_suggestions():
     result = runner.invoke(app, ["classes", "-m", "debug", "--search", "kazoo"])
     assert result.exit_code == 2 and "kazoo" in result.output
+
+
+@pytest.mark.parametrize("models, needle", [
+    (["debug:abc"], "cannot read the weight 'abc'"),
+    (["debug:0"], "must be a number > 0"),
+    (["debug", "debug"], "in the ensemble twice"),
+])
+def test_bad_ensembles_are_one_line(tmp_path, models, needle):
+    flags = [arg for name in models for arg in ("-m", name)]
+    result = runner.invoke(app, ["dream", "noise:1s", *flags, "-t", "violin", "-n", "1",
+                                 "--out", f"{tmp_path}/x/"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_names_with_colons_stay_text(tmp_path):
+    # rich would turn ":fire:" into an emoji; a path in an error must read as typed.
+    path = tmp_path / "take:fire:1.wav"
+    result = runner.invoke(app, ["classify", str(path), "-m", "debug"])
+    assert result.exit_code == 2 and "take:fire:1.wav" in result.output, result.output

@@ -22,11 +22,11 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from dreamsound import __version__
-from dreamsound.errors import DreamsoundError
+from dreamsound.errors import ConfigError, DreamsoundError
 from dreamsound.events import ProgressCallback, ProgressEvent
 
-out_console = Console()
-err_console = Console(stderr=True)
+out_console = Console(emoji=False)  # a path or name like "a:fire:.wav" stays text
+err_console = Console(stderr=True, emoji=False)
 _state: dict[str, Any] = {"debug": False, "threads": None}
 
 
@@ -222,11 +222,15 @@ def model_choices(models: list[str] | None) -> list[tuple[str, float]]:
     """``--model`` values as ``(name, weight)``: ``yamnet:0.5`` weighs YAMNet by 0.5."""
     choices = []
     for text in models or ["instrument"]:
-        name, _, weight = text.rpartition(":")
-        try:
-            choices.append((name, float(weight)) if name else (text, 1.0))
-        except ValueError:
+        name, colon, weight = text.rpartition(":")
+        if not colon:
             choices.append((text, 1.0))
+            continue
+        try:
+            choices.append((name, float(weight)))
+        except ValueError:
+            raise ConfigError(f"--model {text}: cannot read the weight {weight!r}; write NAME "
+                              "or NAME:WEIGHT (e.g. yamnet:0.5)") from None
     return choices
 
 

@@ -146,7 +146,7 @@ def test_style_fills_in_what_was_not_given():
     with pytest.raises(ConfigError, match="--changes needs a sound domain"):
         DreamConfig(domain="spectrogram", changes=2)
     with pytest.raises(ConfigError, match="several models"):
-        Dreamer(["debug", "debug"], DreamConfig(style="exact"))
+        Dreamer(["debug", _model_at(22050, "debug-22k")], DreamConfig(style="exact"))
     assert DreamConfig.from_json(robust.to_dict()) == robust
     # Reports store the step size in use; read back, it is the same dream.
     assert DreamConfig.from_json(robust.to_json()).to_json() == robust.to_json()
@@ -249,3 +249,19 @@ def test_speed_moves_a_tone_by_its_factor():
         spectrum = torch.fft.rfft(played[: 3 * rate] * torch.hann_window(3 * rate, dtype=t.dtype))
         peak_hz = float(torch.argmax(spectrum.abs())) / 3.0
         assert abs(1200.0 * math.log2(peak_hz / (1000.0 * factor))) < 7.0 + 0.6
+
+
+@pytest.mark.parametrize("weight", [0, -1.0, float("nan"), "heavy"])
+def test_an_ensemble_member_needs_a_positive_weight(debug_model, weight):
+    with pytest.raises(ConfigError, match="must be a number > 0"):
+        Dreamer([debug_model, (_model_at(22050, "debug-22k"), weight)])
+
+
+def test_an_ensemble_names_each_model_once(debug_model):
+    with pytest.raises(ConfigError, match="in the ensemble twice"):
+        Dreamer(["debug", ("debug", 0.5)])
+    with pytest.raises(ConfigError, match="in the ensemble twice"):
+        Dreamer([debug_model, debug_model])
+    # Two models of one name with their own weights (two training seeds) are two members.
+    twins = Dreamer([_model_at(16000, "twin"), (_model_at(22050, "twin"), 0.5)])
+    assert twins.model_weights == [1.0, 0.5]
