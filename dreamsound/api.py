@@ -26,6 +26,7 @@ from dreamsound.config import SONIFY_STYLE, DreamConfig
 from dreamsound.engine.domains import Domain, SpectrogramDomain, WaveformDomain
 from dreamsound.engine.judge import Analysis, Judge
 from dreamsound.engine.loop import Ascent, Hooks, ascend
+from dreamsound.engine.members import check_judges_apart, check_members
 from dreamsound.engine.objectives import (
     Member,
     Objective,
@@ -107,7 +108,8 @@ class Dreamer:
         if not choices:
             raise ConfigError("give at least one model to dream on")
         pairs = [choice if isinstance(choice, tuple) else (choice, 1.0) for choice in choices]
-        _check_ensemble(pairs)
+        judges = list(judges)
+        check_members(pairs, judges)
         self.models: list[AudioClassifier] = []
         self.model_weights: list[float] = []
         for position, (entry, weight) in enumerate(pairs):
@@ -116,11 +118,7 @@ class Dreamer:
         self.model = self.models[0]
         self.config = config if config is not None else DreamConfig()
         self.judges = [_loaded(j, None, device) for j in judges]
-        dreaming = {m.name for m in self.models}
-        if any(j.name in dreaming for j in self.judges):
-            raise ConfigError("a judge never takes part in the dream it judges: "
-                              f"{', '.join(sorted(dreaming & {j.name for j in self.judges}))} "
-                              "both dreams and judges")
+        check_judges_apart(self.models, self.judges)
         if len(self.models) > 1 and not self.config.is_sound:
             raise ConfigError("dreaming on several models needs a sound they all hear: "
                               "--style robust, or --domain envelope or samples")
@@ -492,26 +490,6 @@ class Dreamer:
         source = load_input(audio, sample_rate=self.model.sample_rate, input_rate=sample_rate,
                             allow_silence=False, max_seconds=max_seconds)
         return classify_waveform(self.model, source.waveform)
-
-
-def _check_ensemble(pairs: list[tuple[str | AudioClassifier, Any]]) -> None:
-    """Refuse, before anything loads, a member's weight that is not a number > 0 (a member
-    that takes no part, or pushes away from the target, is not what an ensemble means) and
-    a model given twice (by name, or the same loaded model): one member, with a weight."""
-    seen: list[str | AudioClassifier] = []
-    for entry, weight in pairs:
-        name = entry if isinstance(entry, str) else entry.name
-        try:
-            value = float(weight)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not (np.isfinite(value) and value > 0):
-            raise ConfigError(f"the weight of {name} in the ensemble must be a number > 0, "
-                              f"got {weight!r}")
-        if any(entry is other or (isinstance(entry, str) and entry == other) for other in seen):
-            raise ConfigError(f"{name} is in the ensemble twice; give it once, with a weight "
-                              f"(e.g. --model {name}:2)")
-        seen.append(entry)
 
 
 def _loaded(model: str | AudioClassifier, weights: str | Path | None,

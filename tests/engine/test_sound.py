@@ -265,3 +265,8 @@ def test_an_ensemble_names_each_model_once(debug_model):
     # Two models of one name with their own weights (two training seeds) are two members.
     twins = Dreamer([_model_at(16000, "twin"), (_model_at(22050, "twin"), 0.5)])
     assert twins.model_weights == [1.0, 0.5]
+
+
+def test_each_judge_comes_once(debug_model):
+    with pytest.raises(ConfigError, match="a judge twice"):
+        Dreamer(debug_model, judges=["instrument", "instrument"])
