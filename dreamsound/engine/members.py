@@ -48,9 +48,10 @@ def _same(one: str | AudioClassifier, other: str | AudioClassifier) -> bool:
     return one is other or (isinstance(one, str) and one == other)
 
 
-def check_judges_apart(models: list[AudioClassifier], judges: list[AudioClassifier]) -> None:
+def check_judges_apart(models: list[str | AudioClassifier],
+                       judges: list[str | AudioClassifier]) -> None:
     """A judge never takes part in the dream it judges (by model name)."""
-    both = {m.name for m in models} & {j.name for j in judges}
+    both = {_name_of(m) for m in models} & {_name_of(j) for j in judges}
     if both:
         raise ConfigError("a judge never takes part in the dream it judges: "
                           f"{', '.join(sorted(both))} both dreams and judges")

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from dreamsound.config import DreamConfig
-from dreamsound.errors import ConfigError, DreamsoundError, OutputError
+from dreamsound.engine.members import check_judges_apart, check_members
+from dreamsound.errors import DreamsoundError, OutputError
 from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.experiments.dataset import (
     LabelledClip,
@@ -257,9 +258,8 @@ def evaluate(
     config = (config if config is not None else protocol_config()).replace(
         until=threshold, steps=max_steps)
     judges = tuple(judges)
-    if model in judges:
-        raise ConfigError(f"a judge never takes part in the dream it judges: {model} both "
-                          "dreams and judges")
+    check_members([(model, 1.0)], list(judges))
+    check_judges_apart([model], list(judges))
 
     clips = list_clips(data_dir)
     selected = select_clips(clips, per_class=per_class, seed=seed)

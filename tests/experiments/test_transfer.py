@@ -71,3 +71,7 @@ def test_cli_judges_and_refuses_a_dreaming_judge(train_dir: Path, tmp_path: Path
                               "-o", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "never takes part" in bad.output
     assert not (tmp_path / "b").exists()
+    twice = runner.invoke(app, ["evaluate", str(train_dir), "-m", "debug", "--judge",
+                                "instrument", "--judge", "instrument", "-o", str(tmp_path / "c")])
+    assert twice.exit_code == 2 and "a judge twice" in twice.output
+    assert not (tmp_path / "c").exists()
