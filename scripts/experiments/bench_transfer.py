@@ -16,7 +16,9 @@ Usage::
         --weights yamnet=../shared/yamnet/yamnet.h5 --weights irmas-pons=../shared/pons
 
 A mode is ``style[/domain][/changes=K][/score=S][/steps=N][/step=X][/rmse=D]``, e.g.
-``robust/samples/changes=2``. ``--models a,b`` makes an ensemble (sound domains only).
+``robust/samples/changes=2``. ``--models a,b`` makes an ensemble (sound domains only); a member
+``NAME@PATH`` loads that model with other weights, so one network trained twice can be two
+members (``--models instrument,instrument@old.safetensors``).
 """
 
 from __future__ import annotations
@@ -165,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     from dreamsound.models.registry import load_model
 
     paths = dict(item.split("=", 1) for item in args.weights)
-    models = [(name, 1.0) for name in args.models.split(",")]
-    loaded = [(load_model(n, paths.get(n), "cpu"), w) for n, w in models]
-    judge_names = [j for j in args.judges.split(",") if j not in args.models.split(",")]
+    members = [item.partition("@")[::2] for item in args.models.split(",")]  # (name, path)
+    loaded = [(load_model(n, path or paths.get(n), "cpu"), 1.0) for n, path in members]
+    judge_names = [j for j in args.judges.split(",") if j not in {n for n, _ in members}]
     judges = [load_model(n, paths.get(n), "cpu") for n in judge_names]
     jobs = clips_and_targets(args.data, args.clips, args.seed,
                              [m for m, _ in loaded] + judges)

@@ -56,3 +56,16 @@ def test_loop_is_skipped_when_a_model_has_no_violin(tmp_path: Path, capsys) -> N
     assert "--loop skipped: no violin class in musicnn-msd" in capsys.readouterr().out
     rows = json.loads(out.read_text())["runs"][0]["rows"]
     assert [Path(r["clip"]).name for r in rows] == ["000__[pia][nod][cla]0000__1.wav"]
+
+
+def test_one_network_with_two_weight_files_is_two_members(tmp_path: Path) -> None:
+    shipped = bench_transfer.REPO / "models" / "instrument_cnn" / "model.safetensors"
+    data = write_training_set(tmp_path / "clips", {"flu": 1, "pia": 1}, seconds=1.0)
+    out = tmp_path / "rows.json"
+    code = bench_transfer.main([str(data), "--clips", "1", "--models",
+                                f"instrument,instrument@{shipped}", "--judges",
+                                "debug,instrument", "--modes", "robust/changes=1/steps=1",
+                                "--threads", "1", "--json", str(out)])
+    assert code == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert set(run["rows"][0]["judges"]) == {"debug"}  # a dreaming model never judges
