@@ -110,6 +110,7 @@ class Dreamer:
         pairs = [choice if isinstance(choice, tuple) else (choice, 1.0) for choice in choices]
         judges = list(judges)
         check_members(pairs, judges)
+        check_judges_apart([entry for entry, _ in pairs], judges)
         self.models: list[AudioClassifier] = []
         self.model_weights: list[float] = []
         for position, (entry, weight) in enumerate(pairs):
@@ -118,7 +119,6 @@ class Dreamer:
         self.model = self.models[0]
         self.config = config if config is not None else DreamConfig()
         self.judges = [_loaded(j, None, device) for j in judges]
-        check_judges_apart(self.models, self.judges)
         if len(self.models) > 1 and not self.config.is_sound:
             raise ConfigError("dreaming on several models needs a sound they all hear: "
                               "--style robust, or --domain envelope or samples")

@@ -1,8 +1,8 @@
 """Who takes part in a dream: the models that dream it (an ensemble, each with a weight) and
 the judges that score it without taking part (:class:`dreamsound.api.Dreamer`).
 
-Each rule is one line of error for the command line and the studio, checked before any weights
-load where it can be (names), after where it needs the loaded models (a judge's name)."""
+Each rule is one line of error for the command line and the studio, checked on names (or the
+loaded objects given) before any weights load or download."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def check_members(pairs: list[tuple[str | AudioClassifier, Any]],
                   judges: list[str | AudioClassifier]) -> None:
     """Refuse, before anything loads, a member's weight that is not a number > 0 (a member
     that takes no part, or pushes away from the target, is not what an ensemble means) and
-    a model given twice, as a member or as a judge: one member, with a weight."""
+    a model given twice among the members or among the judges: one member, with a weight."""
     for n, judge in enumerate(judges):
         if any(_same(judge, other) for other in judges[:n]):
             raise ConfigError(f"{_name_of(judge)} is a judge twice; give each judge once")
