@@ -26,7 +26,7 @@ from dreamsound.config import SONIFY_STYLE, DreamConfig
 from dreamsound.engine.domains import Domain, SpectrogramDomain, WaveformDomain
 from dreamsound.engine.judge import Analysis, Judge
 from dreamsound.engine.loop import Ascent, Hooks, ascend
-from dreamsound.engine.members import check_judges_apart, check_members
+from dreamsound.engine.members import check_members
 from dreamsound.engine.objectives import (
     Member,
     Objective,
@@ -110,7 +110,6 @@ class Dreamer:
         pairs = [choice if isinstance(choice, tuple) else (choice, 1.0) for choice in choices]
         judges = list(judges)
         check_members(pairs, judges)
-        check_judges_apart([entry for entry, _ in pairs], judges)
         self.models: list[AudioClassifier] = []
         self.model_weights: list[float] = []
         for position, (entry, weight) in enumerate(pairs):

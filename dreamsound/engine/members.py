@@ -17,8 +17,12 @@ from dreamsound.models.base import AudioClassifier
 def check_members(pairs: list[tuple[str | AudioClassifier, Any]],
                   judges: list[str | AudioClassifier]) -> None:
     """Refuse, before anything loads, a member's weight that is not a number > 0 (a member
-    that takes no part, or pushes away from the target, is not what an ensemble means) and
-    a model given twice among the members or among the judges: one member, with a weight."""
+    that takes no part, or pushes away from the target, is not what an ensemble means), a
+    model given twice among the members or among the judges, and a judge that also dreams."""
+    both = {_name_of(entry) for entry, _ in pairs} & {_name_of(j) for j in judges}
+    if both:
+        raise ConfigError("a judge never takes part in the dream it judges: "
+                          f"{', '.join(sorted(both))} both dreams and judges")
     for n, judge in enumerate(judges):
         if any(_same(judge, other) for other in judges[:n]):
             raise ConfigError(f"{_name_of(judge)} is a judge twice; give each judge once")
@@ -47,11 +51,3 @@ def _same(one: str | AudioClassifier, other: str | AudioClassifier) -> bool:
     name, say two training seeds, are two models)."""
     return one is other or (isinstance(one, str) and one == other)
 
-
-def check_judges_apart(models: list[str | AudioClassifier],
-                       judges: list[str | AudioClassifier]) -> None:
-    """A judge never takes part in the dream it judges (by model name)."""
-    both = {_name_of(m) for m in models} & {_name_of(j) for j in judges}
-    if both:
-        raise ConfigError("a judge never takes part in the dream it judges: "
-                          f"{', '.join(sorted(both))} both dreams and judges")

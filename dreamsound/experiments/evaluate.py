@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamsound.config import DreamConfig
-from dreamsound.engine.members import check_judges_apart, check_members
+from dreamsound.engine.members import check_members
 from dreamsound.errors import DreamsoundError, OutputError
 from dreamsound.events import ProgressCallback, ProgressEvent
 from dreamsound.experiments.dataset import (
@@ -259,7 +259,6 @@ def evaluate(
         until=threshold, steps=max_steps)
     judges = tuple(judges)
     check_members([(model, 1.0)], list(judges))
-    check_judges_apart([model], list(judges))
 
     clips = list_clips(data_dir)
     selected = select_clips(clips, per_class=per_class, seed=seed)
