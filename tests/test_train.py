@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,53 @@ def test_augmentation_is_seeded_and_keeps_shapes():
                        highpass_prob=0.0, mix_prob=0.0, noise_prob=0.0, mask_prob=0.0)
     same = augment(x, labels, off, 1e-3, torch.Generator().manual_seed(1))
     assert torch.allclose(same, x, atol=1e-4)
+
+
+#: Every random change off: what stays is the one change a test turns on.
+NO_CHANGE = Augmentation(gain_db=(0.0, 0.0), eq_db=0.0, tilt_db=0.0, shift_bands=0.0,
+                         reverb_prob=0.0, lowpass_prob=0.0, highpass_prob=0.0, mix_prob=0.0,
+                         noise_prob=0.0, mask_prob=0.0)
+
+
+def test_vibrato_moves_a_partial_along_the_mel_axis_and_back():
+    offset = 1e-3
+    frame_s = 512 / 22050
+    x = torch.full((1, 43, 128), math.log(offset))
+    x[0, :, 60] = math.log(1 + offset)          # one steady partial in band 60
+    config = dataclasses.replace(NO_CHANGE, vibrato_prob=1.0, vibrato_bands=2.0,
+                                 vibrato_hz=(5.0, 5.0))
+    out = augment(x, torch.zeros(1, dtype=torch.long), config, offset,
+                  torch.Generator().manual_seed(1), frame_s=frame_s)
+    magnitude = (out.exp() - offset)[0]
+    centre = (magnitude * torch.arange(128)).sum(dim=1) / magnitude.sum(dim=1)   # [T] bands
+    assert torch.allclose(magnitude.sum(dim=1), torch.ones(43), atol=1e-4)  # energy kept
+    swing = centre - 60
+    assert 0.2 < swing.abs().max() <= 2.0 + 1e-4 and swing.max() > 0 > swing.min()
+    # 5 Hz: the centre comes back after one period (~8.6 frames), up to interpolation.
+    period = round(1 / (5.0 * frame_s))
+    assert (swing[period:] - swing[:-period]).abs().max() < 0.5 * swing.abs().max()
+
+
+def test_compressor_narrows_the_range_of_loud_frames_only():
+    offset = 1e-3
+    x = torch.full((2, 43, 128), math.log(0.001 + offset))
+    x[:, :10] = math.log(1.0 + offset)      # 10 loud frames, 60 dB above the rest
+    x[:, 10:20] = math.log(0.1 + offset)    # then 20 dB down
+    config = dataclasses.replace(NO_CHANGE, compress_prob=1.0, compress_ratio=(4.0, 4.0),
+                                 compress_threshold_db=(-30.0, -30.0),
+                                 compress_release_s=(0.01, 0.01))
+    out = augment(x, torch.zeros(2, dtype=torch.long), config, offset,
+                  torch.Generator().manual_seed(0))
+    level = 20 * torch.log10(out.exp() - offset)[0, :, 0]      # dB per frame, one band
+    # 30 dB over the threshold comes out 7.5 dB over it (ratio 4); 10 dB over, 2.5 dB over;
+    # frames under the threshold (once the short release has passed) are untouched.
+    assert level[5].item() == pytest.approx(-22.5, abs=0.01)
+    assert level[15].item() == pytest.approx(-20.0 - 7.5, abs=0.01)
+    assert level[30].item() == pytest.approx(-60.0, abs=0.01)
+    unused = dataclasses.replace(config, compress_prob=0.0)
+    same = augment(x, torch.zeros(2, dtype=torch.long), unused, offset,
+                   torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-5)
 
 
 def test_mixup_blends_magnitudes_and_targets_alike():

@@ -50,6 +50,16 @@ class Augmentation:
         Mixup (Zhang et al. 2018): with probability ``mixup_prob`` a window is blended with
         another of the batch, ``lam * own + (1 - lam) * other`` in the magnitude domain and
         likewise its target, ``lam ~ Beta(alpha, alpha)``. Off by default.
+    vibrato_prob, vibrato_bands, vibrato_hz : float, float, (float, float)
+        Probability of a vibrato: the spectrum moves along the mel axis by a sine of up to
+        ``vibrato_bands`` bands (one band is about a semitone above 1 kHz) at ``vibrato_hz``.
+        Players bend and wobble pitch where sampled notes hold it still. Off by default.
+    compress_prob, compress_ratio, compress_threshold_db, compress_release_s
+        Probability of a compressor on the window's frame level (dB of the summed band power,
+        instant attack, release ``compress_release_s`` seconds): above a threshold
+        ``compress_threshold_db`` dB under the window's loudest frame the level grows only
+        ``1 / ratio`` as fast. Mixed and mastered recordings are compressed; renders are not.
+        Off by default.
     """
 
     gain_db: tuple[float, float] = (-24.0, 6.0)
@@ -68,6 +78,13 @@ class Augmentation:
     mask_prob: float = 0.3
     mixup_prob: float = 0.0
     mixup_alpha: float = 0.3
+    vibrato_prob: float = 0.0
+    vibrato_bands: float = 0.5
+    vibrato_hz: tuple[float, float] = (4.0, 7.0)
+    compress_prob: float = 0.0
+    compress_ratio: tuple[float, float] = (2.0, 8.0)
+    compress_threshold_db: tuple[float, float] = (-24.0, -6.0)
+    compress_release_s: tuple[float, float] = (0.05, 0.3)
 
 
 FULL_SCALE_MEL = 9.5  # Slaney mel peak of a full-scale sine with this front-end (measured)
@@ -109,16 +126,23 @@ def augment(log_mel: torch.Tensor, labels: torch.Tensor, config: Augmentation, o
     corner = uniform(0.015, 0.06, batch, 1)     # band 2-8: ~60-250 Hz
     curve -= high * 400.0 * torch.clamp(corner - position, min=0.0)
     magnitude = magnitude * 10 ** (curve[:, None, :] / 20)
-    if config.shift_bands > 0:
+    if config.shift_bands > 0 or config.vibrato_prob > 0:
+        # Shift per window and frame [B, T, 1] in bands: a fixed offset plus a vibrato.
+        shift = uniform(-config.shift_bands, config.shift_bands, batch, 1, 1)
+        if config.vibrato_prob > 0:
+            use = (torch.rand(batch, 1, 1, generator=generator) < config.vibrato_prob).float()
+            depth = uniform(0.0, config.vibrato_bands, batch, 1, 1) * use
+            rate = uniform(*config.vibrato_hz, batch, 1, 1)
+            phase = uniform(0, 2 * math.pi, batch, 1, 1)
+            seconds = torch.arange(frames, dtype=torch.float32)[None, :, None] * frame_s
+            shift = shift + depth * torch.sin(2 * math.pi * rate * seconds + phase)
         # Linear interpolation at shifted band positions (edges repeat).
-        source = (index[None, :] - uniform(-config.shift_bands, config.shift_bands, batch, 1))
-        source = source.clamp(0, bands - 1)
+        source = (index[None, None, :] - shift).clamp(0, bands - 1).expand(-1, frames, -1)
         below = source.floor().long()
         above = (below + 1).clamp(max=bands - 1)
-        frac = (source - below)[:, None, :]
-        low_part = torch.gather(magnitude, 2, below[:, None, :].expand(-1, frames, -1))
-        high_part = torch.gather(magnitude, 2, above[:, None, :].expand(-1, frames, -1))
-        magnitude = low_part * (1 - frac) + high_part * frac
+        frac = source - below
+        magnitude = (torch.gather(magnitude, 2, below) * (1 - frac) +
+                     torch.gather(magnitude, 2, above) * frac)
     if config.reverb_prob > 0:
         use = (torch.rand(batch, 1, generator=generator) < config.reverb_prob).float()
         tau = uniform(*config.reverb_s, batch, 1) * (1.0 - 0.6 * position)  # [B, F] seconds
@@ -132,6 +156,8 @@ def augment(log_mel: torch.Tensor, labels: torch.Tensor, config: Augmentation, o
             frames_out.append(power[:, t] + wet * tail)
             tail = decay * (tail + power[:, t])
         magnitude = torch.sqrt(torch.stack(frames_out, dim=1))
+    if config.compress_prob > 0:
+        magnitude = magnitude * _compressor_gain(magnitude, config, frame_s, generator)
     magnitude = magnitude * 10 ** (uniform(*config.gain_db, batch)[:, None, None] / 20)
     if config.noise_prob > 0:
         use = torch.rand(batch, generator=generator) < config.noise_prob
@@ -150,6 +176,30 @@ def augment(log_mel: torch.Tensor, labels: torch.Tensor, config: Augmentation, o
             out[i, t0:t0 + int(torch.randint(1, 7, (1,), generator=generator))] = floor
             out[i, :, f0:f0 + int(torch.randint(1, 11, (1,), generator=generator))] = floor
     return out
+
+
+def _compressor_gain(magnitude: torch.Tensor, config: Augmentation, frame_s: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """The gain ``[B, T, 1]`` of a downward compressor on each window's frame level (see
+    :class:`Augmentation`); 1 for the windows it skips."""
+    batch, frames, _ = magnitude.shape
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(batch, generator=generator)
+
+    use = torch.rand(batch, generator=generator) < config.compress_prob
+    ratio = uniform(*config.compress_ratio)
+    level = 10 * torch.log10((magnitude ** 2).sum(dim=2) + 1e-12)            # [B, T] dB
+    threshold = level.max(dim=1).values + uniform(*config.compress_threshold_db)
+    release = torch.exp(-frame_s / uniform(*config.compress_release_s))
+    # Envelope follower: jumps up at once, falls back with the release time constant.
+    envelope = [level[:, 0]]
+    for t in range(1, frames):
+        falling = release * envelope[-1] + (1 - release) * level[:, t]
+        envelope.append(torch.maximum(level[:, t], falling))
+    over = torch.clamp(torch.stack(envelope, dim=1) - threshold[:, None], min=0.0)
+    gain_db = -(1 - 1 / ratio)[:, None] * over * use[:, None]
+    return 10 ** (gain_db[..., None] / 20)
 
 
 def mixup(log_mel: torch.Tensor, targets: torch.Tensor, config: Augmentation, offset: float,

@@ -26,6 +26,9 @@ Variants:
 * ``--mixup P --mixup-alpha A``: mixup (Zhang et al. 2018) of windows and targets, with
   probability P per window (``dreamsound.train.Augmentation.mixup_prob``, off in the shipped
   recipe).
+* ``--vibrato P``, ``--compress P``: a vibrato (the spectrum swings along the mel axis) or a
+  compressor on the frame level, each with probability P per window
+  (``Augmentation.vibrato_prob`` and ``compress_prob``, off in the shipped recipe).
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixup", type=float, default=0.0, metavar="P",
                         help="mixup probability per window (Augmentation.mixup_prob)")
     parser.add_argument("--mixup-alpha", type=float, default=0.3)
+    parser.add_argument("--vibrato", type=float, default=0.0, metavar="P",
+                        help="vibrato probability per window (Augmentation.vibrato_prob)")
+    parser.add_argument("--compress", type=float, default=0.0, metavar="P",
+                        help="compressor probability per window (Augmentation.compress_prob)")
     parser.add_argument("--channels", type=int, nargs="+", default=None,
                         help="conv block widths, e.g. 32 64 128 256")
     args = parser.parse_args(ours)
@@ -92,16 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         training_loop.augment = with_freq_mixstyle(training_loop.augment, args.freq_mixstyle,
                                                    args.mixstyle_alpha)
     overrides = {}
-    if args.mixup > 0:
-        overrides["augmentation"] = training.Augmentation(mixup_prob=args.mixup,
-                                                          mixup_alpha=args.mixup_alpha)
+    if args.mixup > 0 or args.vibrato > 0 or args.compress > 0:
+        overrides["augmentation"] = training.Augmentation(
+            mixup_prob=args.mixup, mixup_alpha=args.mixup_alpha, vibrato_prob=args.vibrato,
+            compress_prob=args.compress)
     if args.channels:
         overrides["architecture"] = Architecture(channels=tuple(args.channels))
     if overrides:
         cross_soundfont.train = functools.partial(training.train, **overrides)
     print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
           f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha} "
-          f"channels={args.channels}", flush=True)
+          f"vibrato={args.vibrato} compress={args.compress} channels={args.channels}", flush=True)
     return cross_soundfont.main(rest)
 
 
