@@ -69,6 +69,9 @@ def _dream_table(report: dict) -> Table:
         rows.append(("layer energy before → after",
                      f"{report['objective_before']:.4g} → {report['objective_after']:.4g}"))
     for judge in report.get("judges", []):
+        if judge["target"] is None:  # the judge has no class for the target's concept
+            rows.append((f"judge {judge['model']}", judge["note"]))
+            continue
         rows.append((f"judge {judge['model']} ({judge['target']})",
                      f"{fmt(judge['confidence_before'])} → {fmt(judge['confidence_after'])}"
                      f"{' (moved)' if judge['moved'] else ''}"))

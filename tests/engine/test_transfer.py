@@ -102,6 +102,18 @@ def test_cli_dream_reports_judges(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_cli_dream_table_names_a_judge_without_the_target_class(tmp_path):
+    """musicnn has no clarinet tag: the table says so instead of failing on the missing score."""
+    from typer.testing import CliRunner
+
+    from dreamsound.cli import app
+
+    result = CliRunner().invoke(app, ["dream", "noise:1s", "-m", "debug", "-t", "clarinet", "-n",
+                                      "2", "--judge", "musicnn", "--out", f"{tmp_path}/"])
+    assert result.exit_code == 0, result.output
+    assert "musicnn has no class for clarinet" in " ".join(result.output.split())
+
+
 def test_matched_noise_has_the_dreams_distance(debug_model, chord):
     from dreamsound.engine.transfer import matched_noise
 
