@@ -293,6 +293,25 @@ def test_cli_train(tiny_set, tmp_path):
     assert not (tmp_path / "x").exists()  # bad data leaves no output folder behind
 
 
+def test_fold_variants_hands_its_augmentation_to_dreamsound_train(tiny_set, tmp_path,
+                                                                   monkeypatch):
+    from dreamsound.train import loop as training_loop
+    from scripts.experiments import cross_soundfont, fold_variants
+
+    # The script patches module globals for the run it starts; put them back afterwards.
+    monkeypatch.setattr(training_loop, "Augmentation", training_loop.Augmentation)
+    monkeypatch.setattr(cross_soundfont, "train", cross_soundfont.train)
+    out = tmp_path / "vib"
+    with pytest.raises(SystemExit) as done:
+        fold_variants.main(["--vibrato", "0.5", "--compress", "0.25", "--then", "dreamsound",
+                            "--", "train", str(tiny_set), "--out", str(out), "--epochs", "1",
+                            "--batch-size", "32", "--device", "cpu", "--quiet"])
+    assert done.value.code in (0, None)
+    settings = json.loads((out / "train_log.json").read_text())["settings"]["augmentation"]
+    assert (settings["vibrato_prob"], settings["compress_prob"]) == (0.5, 0.25)
+    assert settings["mixup_prob"] == 0.0 and settings["reverb_prob"] == 0.5  # the rest as shipped
+
+
 def test_cli_train_defaults_match_the_library():
     # The CLI keeps torch out of its import (instant --help), so it restates the defaults.
     import inspect

@@ -12,6 +12,12 @@ and so is an off-by-default ``Augmentation`` option). It swaps one piece, then r
     python -m scripts.experiments.fold_variants --freq-mixstyle 0.7 --mixstyle-alpha 0.3 -- \\
         --threads 1 folds ... --out work_data/cross/v12_fms
 
+``--then dreamsound`` runs ``dreamsound`` with the remaining arguments instead (a whole model,
+not a fold, with the augmentation variants)::
+
+    python -m scripts.experiments.fold_variants --vibrato 0.5 --then dreamsound -- \\
+        --threads 1 train SETS... --out work_data/models/vib
+
 Variants:
 
 * ``--pool mean``: global average pooling of the last block instead of Han et al.'s global max.
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="compressor probability per window (Augmentation.compress_prob)")
     parser.add_argument("--channels", type=int, nargs="+", default=None,
                         help="conv block widths, e.g. 32 64 128 256")
+    parser.add_argument("--then", choices=("cross_soundfont", "dreamsound"),
+                        default="cross_soundfont",
+                        help="what runs with the remaining arguments (dreamsound: only the "
+                             "augmentation variants apply)")
     args = parser.parse_args(ours)
     if args.pool == "mean":
         InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
@@ -107,9 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         overrides["architecture"] = Architecture(channels=tuple(args.channels))
     if overrides:
         cross_soundfont.train = functools.partial(training.train, **overrides)
+        if "augmentation" in overrides:  # what `dreamsound train` gets when it passes none
+            training_loop.Augmentation = functools.partial(
+                training.Augmentation, **{k: getattr(overrides["augmentation"], k) for k in
+                                          ("mixup_prob", "mixup_alpha", "vibrato_prob",
+                                           "compress_prob")})
     print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
           f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha} "
           f"vibrato={args.vibrato} compress={args.compress} channels={args.channels}", flush=True)
+    if args.then == "dreamsound":
+        from dreamsound.cli import main as dreamsound_main
+
+        sys.argv = ["dreamsound", *rest]
+        return dreamsound_main()
     return cross_soundfont.main(rest)
 
 
