@@ -2,8 +2,10 @@
 """Cross-soundfont folds with a variant of the network or augmentation that did not ship.
 
 The model card's "What else was tried" table reports these variants; this script reproduces them
-without keeping their code in the package (except mixup, which must change the training targets
-and so is an off-by-default ``Augmentation`` option). It swaps one piece, then runs
+without keeping their code in the package -- except mixup, which must change the training
+targets, and the vibrato and compressor, which act in the middle of :func:`dreamsound.train.augment`
+(before its rooms, gains and noise): those are off-by-default ``Augmentation`` options, open to
+anyone training on their own data. It swaps one piece, then runs
 ``scripts/experiments/cross_soundfont.py`` with the remaining arguments::
 
     python -m scripts.experiments.fold_variants --pool mean -- --threads 1 folds \\
