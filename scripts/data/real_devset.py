@@ -65,13 +65,14 @@ Output (what ``scripts/experiments/cross_soundfont.py evaluate --test OUT`` read
                        the predominant part's group of recordings (``style`` names it), so the
                        evaluation's per-program figures are per recording group.
 
-Measured (defaults: seed 0, 40 clips per class, 360 in all): the shipped model
-(``models/instrument_cnn``) gets top-1 0.626 on the 179 solo clips and 0.519 on the 181
+Measured (defaults: seed 0, 40 clips per class, 360 in all) when the set was built: the
+default model of then (six sample sets) got top-1 0.626 on the 179 solo clips and 0.519 on the 181
 mixtures (0.698 / 0.558 when its top-1 is taken over the 9 covered classes only). Per class:
 tru 0.975, flu 0.95, voi 0.925, gac 0.80, cel 0.40, gel / org / pia / vio 0.275 each (the
 Salamander piano phrases mostly go to cel, gac, flu; the Sonic Pi electric guitar excerpts to
 gac and voi; the LMMS organs to cel). For scale, YAMNet (AudioSet, real recordings) restricted
-to the 11 classes' AudioSet labels gets 0.866 solo / 0.597 mixture top-1 on the same clips.
+to the 11 classes' AudioSet labels gets 0.810 solo / 0.547 mixture top-1 on the same clips
+(``cross_soundfont evaluate --model yamnet``; the model card has the current figures).
 
 Example::
 

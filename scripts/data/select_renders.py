@@ -45,14 +45,15 @@ from dreamsound.models.registry import load_model
 
 def concept_logits(model, items: list[tuple[int, Path]]) -> np.ndarray:
     """``[N, 11]``: per ``(label, wav path)`` and IRMAS concept (``CONCEPTS`` order), the
-    highest of the concept's AudioSet logits, averaged over the clip's patches first."""
+    highest of the concept's AudioSet logits, averaged over the clip's patches first; ``-inf``
+    for a concept the model has no class for (musicnn's clarinet, say)."""
     columns = [concept_indices(c, model.class_names, ()) for c in CONCEPTS]
     values = np.empty((len(items), len(columns)))
     for row, (_, path) in enumerate(items):
         wave = torch.from_numpy(load_audio(path, sample_rate=model.sample_rate))
         with torch.inference_mode():
             logits = model(wave).logits.mean(0)
-        values[row] = [float(logits[c].max()) for c in columns]
+        values[row] = [float(logits[c].max()) if c else -np.inf for c in columns]
     return values
 
 

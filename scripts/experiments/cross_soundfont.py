@@ -19,6 +19,8 @@ Commands::
     python -m scripts.experiments.cross_soundfont evaluate \\
         --weights models/instrument_cnn/model.safetensors \\
         --test work_data/render/test/fluidr3gm work_data/render/test/timgm6mb ...
+    python -m scripts.experiments.cross_soundfont evaluate --model yamnet \
+        --weights ../shared/yamnet/yamnet.h5 --test work_data/real/dev   # another model
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamsound.data.irmas import read_training_set
+from dreamsound.data.irmas import IRMAS_CODES, read_training_set
 from dreamsound.errors import DataError, DreamsoundError
+from dreamsound.models.base import AudioClassifier
+from dreamsound.models.concepts import CONCEPTS, concept_indices
 from dreamsound.models.instrument import InstrumentClassifier, load_weights_file
+from dreamsound.models.registry import load_model
 from dreamsound.train import (
     DEFAULT_EPOCHS,
     DEFAULT_PATIENCE,
@@ -46,6 +51,11 @@ from dreamsound.train import (
     train,
 )
 from dreamsound.train.data import DISTIL_LABELS
+
+if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.data.select_renders import concept_logits
 
 
 def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier], folder: Path,
@@ -57,12 +67,7 @@ def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier]
     mean-score ensemble). ``programs``: score only the clips whose predominant part plays one of
     these GM programs (e.g. the presets whose samples the training soundfonts do not share).
     """
-    with open(folder / "manifest.csv", newline="") as handle:
-        manifest = {row["file"]: row for row in csv.DictReader(handle)}
-    excerpts = [e for e in read_training_set(folder) if programs is None
-                or int(manifest[f"{e.label}/{e.path.name}"]["program"]) in programs]
-    if not excerpts:
-        raise DataError(f"no test clips in {folder} play programs {list(programs or [])}")
+    manifest, excerpts = _test_excerpts(folder, programs)
     models = [model] if isinstance(model, InstrumentClassifier) else list(model)
     codes = list(models[0].class_codes)
     if any(list(m.class_codes) != codes for m in models):
@@ -72,12 +77,50 @@ def evaluate_folder(model: InstrumentClassifier | Sequence[InstrumentClassifier]
         raise DataError(f"unreadable test files: {skipped[:3]}")
     scores = np.mean([clip_scores(m, clips)[0] for m in models], axis=0)
     labels = np.array([c.label for c in clips])
-    rows = [manifest[f"{e.label}/{e.path.name}"] for e in excerpts]
+    return folder_top1(folder, scores, labels, [manifest[f"{e.label}/{e.path.name}"]
+                                                for e in excerpts], codes)
+
+
+def evaluate_folder_concepts(model: AudioClassifier, folder: Path,
+                             programs: Sequence[int] | None = None) -> dict:
+    """:func:`evaluate_folder` for any registered model (YAMNet, musicnn, irmas-pons, ...):
+    its top-1 among the 11 IRMAS concepts, each concept scored by the highest of the model's
+    classes for it (:func:`scripts.data.select_renders.concept_logits`: logits averaged over
+    the clip's patches, as the teacher files are written). A concept the model has no class
+    for is never its answer."""
+    manifest, excerpts = _test_excerpts(folder, programs)
+    items = [(IRMAS_CODES.index(e.label), e.path) for e in excerpts]
+    if not any(concept_indices(c, model.class_names, ()) for c in CONCEPTS):
+        raise DataError(f"{model.name} has no class for any of the 11 instruments")
+    with torch.inference_mode():
+        logits = concept_logits(model, items)
+    labels = np.array([label for label, _ in items])
+    return folder_top1(folder, logits, labels, [manifest[f"{e.label}/{e.path.name}"]
+                                                for e in excerpts], list(IRMAS_CODES))
+
+
+def _test_excerpts(folder: Path, programs: Sequence[int] | None) -> tuple[dict, list]:
+    """A test folder's manifest rows by ``class/file`` and its excerpts (those whose
+    predominant part plays one of ``programs``, if given)."""
+    with open(folder / "manifest.csv", newline="") as handle:
+        manifest = {row["file"]: row for row in csv.DictReader(handle)}
+    excerpts = [e for e in read_training_set(folder) if programs is None
+                or int(manifest[f"{e.label}/{e.path.name}"]["program"]) in programs]
+    if not excerpts:
+        raise DataError(f"no test clips in {folder} play programs {list(programs or [])}")
+    return manifest, excerpts
+
+
+def folder_top1(folder: Path, scores: np.ndarray, labels: np.ndarray, rows: list[dict],
+                codes: list[str]) -> dict:
+    """The report of :func:`evaluate_folder` from clip ``scores`` ``[N, classes]`` (any
+    monotonic score: only the argmax counts), class indices ``labels`` and manifest ``rows``."""
     kind = np.array([r["kind"] for r in rows])
     program = np.array([int(r["program"]) for r in rows])  # the predominant part's GM program
-    top1 = scores.argmax(axis=1) == labels
+    predicted = np.where(np.isfinite(scores), scores, -np.inf).argmax(axis=1)
+    top1 = predicted == labels
     confusion = np.zeros((len(codes), len(codes)), dtype=int)
-    np.add.at(confusion, (labels, scores.argmax(axis=1)), 1)
+    np.add.at(confusion, (labels, predicted), 1)
     return {
         "folder": folder.name,
         "solo_top1": _share(top1[kind == "solo"]),
@@ -160,8 +203,16 @@ def run_folds(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    models = [load_weights_file(w) for w in args.weights]
-    rows = [evaluate_folder(models, folder, args.programs) for folder in args.test]
+    if args.model is not None:
+        if args.weights and len(args.weights) > 1:
+            raise DataError("--model scores one model: give at most one --weights")
+        other = load_model(args.model, args.weights[0] if args.weights else None, "cpu")
+        rows = [evaluate_folder_concepts(other, folder, args.programs) for folder in args.test]
+    else:
+        if not args.weights:
+            raise DataError("give --weights (instrument CNN files) or --model NAME")
+        models = [load_weights_file(w) for w in args.weights]
+        rows = [evaluate_folder(models, folder, args.programs) for folder in args.test]
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| test set | solo top-1 | mixture top-1 |")
@@ -193,8 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds.add_argument("--distil-label", choices=DISTIL_LABELS, default="blend",
                        help="dreamsound train --distil-label")
     evaluate = sub.add_parser("evaluate", help="top-1 of a trained model on rendered test sets")
-    evaluate.add_argument("--weights", type=Path, nargs="+", required=True,
-                          help="model file(s); several are averaged (mean clip score)")
+    evaluate.add_argument("--weights", type=Path, nargs="+",
+                          help="instrument CNN file(s); several are averaged (mean clip "
+                               "score); with --model, that model's weights")
+    evaluate.add_argument("--model", help="score another registered model (yamnet, musicnn, "
+                          "irmas-pons, ...) among the 11 instruments through the concept map")
     evaluate.add_argument("--test", type=Path, nargs="+", required=True)
     evaluate.add_argument("--json-out", type=Path)
     evaluate.add_argument("--programs", type=int, nargs="+",
