@@ -92,8 +92,7 @@ def evaluate_folder_concepts(model: AudioClassifier, folder: Path,
     items = [(IRMAS_CODES.index(e.label), e.path) for e in excerpts]
     if not any(concept_indices(c, model.class_names, ()) for c in CONCEPTS):
         raise DataError(f"{model.name} has no class for any of the 11 instruments")
-    with torch.inference_mode():
-        logits = concept_logits(model, items)
+    logits = concept_logits(model, items)
     labels = np.array([label for label, _ in items])
     return folder_top1(folder, logits, labels, [manifest[f"{e.label}/{e.path.name}"]
                                                 for e in excerpts], list(IRMAS_CODES))
