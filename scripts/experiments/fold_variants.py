@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="conv block widths, e.g. 32 64 128 256")
     parser.add_argument("--then", choices=("cross_soundfont", "dreamsound"),
                         default="cross_soundfont",
-                        help="what runs with the remaining arguments (dreamsound: only the "
-                             "augmentation variants apply)")
+                        help="what runs with the remaining arguments (dreamsound: every "
+                             "variant but --channels)")
     args = parser.parse_args(ours)
+    if args.then == "dreamsound" and args.channels:
+        parser.error("--channels changes the network of a fold only; dreamsound train keeps "
+                     "its own")
     if args.pool == "mean":
         InstrumentNetwork.global_pool = staticmethod(global_mean_pool)
     if args.freq_mixstyle > 0:
@@ -120,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         cross_soundfont.train = functools.partial(training.train, **overrides)
         if "augmentation" in overrides:  # what `dreamsound train` gets when it passes none
-            training_loop.Augmentation = functools.partial(
-                training.Augmentation, **{k: getattr(overrides["augmentation"], k) for k in
-                                          ("mixup_prob", "mixup_alpha", "vibrato_prob",
-                                           "compress_prob")})
+            augmentation = overrides["augmentation"]
+            training_loop.Augmentation = lambda: augmentation
     print(f"variant: pool={args.pool} freq_mixstyle={args.freq_mixstyle} "
           f"alpha={args.mixstyle_alpha} mixup={args.mixup} mixup_alpha={args.mixup_alpha} "
           f"vibrato={args.vibrato} compress={args.compress} channels={args.channels}", flush=True)
