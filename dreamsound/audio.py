@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 import warnings
@@ -33,6 +32,7 @@ import soundfile as sf
 import soxr
 
 from dreamsound.errors import AudioError, OutputError
+from dreamsound.file_checks import iff_truncation, text_instead_of_sound
 from dreamsound.io_utils import PathLike, atomic_write
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ __all__ = [
     "read_audio",
     "resample",
     "save_audio",
+    "sound_file_info",
     "validate_waveform",
 ]
 
@@ -76,53 +77,6 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: the file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise AudioError(f"{path}: permission denied")
-
-
-def _iff_truncation(path: Path) -> str | None:
-    """Compare an IFF-style header's declared audio size with the bytes the file really holds.
-
-    libsndfile quietly reads whatever is there when a WAV/AIFF file was cut short (an interrupted
-    copy or download), which would let a damaged file pass as a shorter sound. The header says how
-    many bytes of audio to expect, so check it ourselves.
-
-    Handles RIFF/RIFX WAVE (``data`` chunk; sizes little/big endian) and FORM AIFF/AIFC (``SSND``
-    chunk, big endian). Returns a description of the damage, or None when the file is whole or is
-    not one of these formats. A declared size of 0 or 0xFFFFFFFF is the placeholder streaming
-    writers leave when they cannot seek back, not damage.
-    """
-    file_size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12:
-            return None
-        magic, form = head[:4], head[8:12]
-        if magic == b"RIFF" and form == b"WAVE":
-            endian, audio_chunk = "<", b"data"
-        elif magic == b"RIFX" and form == b"WAVE":
-            endian, audio_chunk = ">", b"data"
-        elif magic == b"FORM" and form in (b"AIFF", b"AIFC"):
-            endian, audio_chunk = ">", b"SSND"
-        else:
-            return None
-        offset = 12
-        while offset + 8 <= file_size:
-            handle.seek(offset)
-            chunk_id, chunk_size = struct.unpack(endian + "4sI", handle.read(8))
-            body = offset + 8
-            if chunk_id == audio_chunk:
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return None
-                held = file_size - body
-                if chunk_size > held:
-                    missing = 100.0 * (chunk_size - held) / chunk_size
-                    return (f"truncated: the header declares {chunk_size} bytes of audio but the "
-                            f"file holds {held} ({missing:.3g}% missing)")
-                return None
-            # Chunks are padded to an even size (RIFF and IFF-85 alike).
-            offset = body + chunk_size + (chunk_size & 1)
-        if offset > file_size:
-            return "truncated: the file ends inside its header, before any audio"
-        return None
 
 
 def _read_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
@@ -226,7 +180,10 @@ def read_audio(path: PathLike, *, max_seconds: float | None = DEFAULT_MAX_SECOND
     """
     file = Path(path).expanduser()
     _check_path(file)
-    damage = _iff_truncation(file)
+    held_text = text_instead_of_sound(file)
+    if held_text:
+        raise AudioError(f"{file}: holds {held_text}")
+    damage = iff_truncation(file)
     if damage:
         raise AudioError(f"{file}: {damage}; the file was probably cut short (re-copy or "
                          f"re-export it)")
@@ -317,6 +274,20 @@ def resample(waveform: np.ndarray, orig_rate: int, target_rate: int, *,
                     what, orig_rate, target_rate, orig_rate / 2)
     out = soxr.resample(waveform, orig_rate, target_rate, quality="VHQ")
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def sound_file_info(path: PathLike) -> Any | None:
+    """libsndfile's header facts about a sound file (``frames``, ``samplerate``, ``channels``),
+    read without decoding, or None for anything libsndfile does not read (a text file is not
+    even handed to it: its MP3 decoder writes notes to stderr). What is wrong with such a file
+    is :func:`read_audio`'s to say."""
+    file = Path(path).expanduser()
+    try:
+        if not file.is_file() or text_instead_of_sound(file):
+            return None
+        return sf.info(str(file))
+    except Exception:  # unreadable, or not a format libsndfile knows
+        return None
 
 
 def load_audio(path: PathLike, *, sample_rate: int | None = None,

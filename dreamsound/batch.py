@@ -165,9 +165,7 @@ def check_sources(sources: Sequence[str], *, max_seconds: float | None = None,
     AudioError
         The first input that is missing, empty, a folder, damaged, unreadable or too long.
     """
-    import soundfile as sf
-
-    from dreamsound.audio import DEFAULT_MAX_SECONDS, read_audio
+    from dreamsound.audio import DEFAULT_MAX_SECONDS, read_audio, sound_file_info
     from dreamsound.inputs import FileBlocks
     from dreamsound.segments import check_max_seconds
 
@@ -175,11 +173,10 @@ def check_sources(sources: Sequence[str], *, max_seconds: float | None = None,
         if is_generated(source):
             continue
         path = Path(source).expanduser()
-        try:
-            info = sf.info(str(path))
-            long = info.samplerate > 0 and info.frames / info.samplerate > segment_s
-        except Exception:  # not a file libsndfile reads: the decoders below say what it is
-            long = False
+        # None: not a file libsndfile reads; the decoders below say what it is.
+        info = sound_file_info(path)
+        long = (info is not None and info.samplerate > 0
+                and info.frames / info.samplerate > segment_s)
         if long:
             check_max_seconds(path, max_seconds)
             FileBlocks(path, info.samplerate, max_seconds=max_seconds).close()

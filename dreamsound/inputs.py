@@ -228,11 +228,12 @@ class FileBlocks:
         import soundfile as sf
         import soxr
 
-        from dreamsound.audio import _check_length, _check_path, _iff_truncation
+        from dreamsound.audio import _check_length, _check_path
+        from dreamsound.file_checks import iff_truncation
 
         self.path = Path(path).expanduser()
         _check_path(self.path)
-        damage = _iff_truncation(self.path)
+        damage = iff_truncation(self.path)
         if damage:
             raise AudioError(f"{self.path}: {damage}; the file was probably cut short")
         try:

@@ -101,33 +101,25 @@ def is_long(source: Any, model: AudioClassifier, *, segment_s: float = SEGMENT_S
     """Whether ``source`` is a sound file longer than one segment that libsndfile reads (then
     it streams; anything else, including damaged files, takes the one-shot path, which says
     what is wrong)."""
-    import soundfile as sf
+    from dreamsound.audio import sound_file_info
 
     if not isinstance(source, str | Path) or is_generated(source):
         return False
-    path = Path(source).expanduser()
-    try:
-        info = sf.info(str(path))
-    except Exception:  # not a file, not readable, not a format libsndfile knows
-        return False
-    return info.samplerate > 0 and info.frames / info.samplerate > segment_s
+    info = sound_file_info(source)
+    return info is not None and info.samplerate > 0 and info.frames / info.samplerate > segment_s
 
 
 def check_max_seconds(source: Any, max_seconds: float | None) -> None:
     """Refuse a sound file longer than ``max_seconds`` (the optional ``--max-seconds`` guard;
     None: any length). Anything that is not a file libsndfile reads is checked when loaded."""
-    import soundfile as sf
-
-    from dreamsound.audio import _check_length
+    from dreamsound.audio import _check_length, sound_file_info
 
     if max_seconds is None or not isinstance(source, str | Path) or is_generated(source):
         return
     path = Path(source).expanduser()
-    try:
-        info = sf.info(str(path))
-    except Exception:  # the loader says what is wrong with it
-        return
-    _check_length(path, info.frames, info.samplerate, max_seconds)
+    info = sound_file_info(path)
+    if info is not None:  # otherwise the loader says what is wrong with it
+        _check_length(path, info.frames, info.samplerate, max_seconds)
 
 
 def segment_progress(progress: ProgressCallback | None, index: int, count: int,

@@ -207,13 +207,46 @@ def test_text_renamed_wav(tmp_path: Path) -> None:
     path.write_text("these are my shopping notes, not a sound\n" * 20)
     with pytest.raises(AudioError) as exc:
         load_audio(path)
-    assert "not a readable sound file" in assert_one_line_naming(exc, path)
+    message = assert_one_line_naming(exc, path)
+    assert "holds text, not sound (it begins 'these are my shopping notes, not a sound')" \
+        in message
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 12345\n",
+     "a Git LFS pointer, not the sound itself (fetch it with `git lfs pull`)"),
+    ("\ufeff<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n",
+     "a web page (HTML), not sound: perhaps a failed download"),
+    ("  \n\n\t\n", "only blank text"),
+    ("\u266b" * 2000, "holds text, not sound (it begins '\u266b\u266b\u266b"),
+])
+def test_text_files_are_named_for_what_they_hold(tmp_path: Path, content: str,
+                                                 needle: str) -> None:
+    # The last case (3 bytes a character) is longer than the sniffed 4096 bytes, which end
+    # inside a character.
+    path = tmp_path / "take.mp3"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(AudioError) as exc:
+        load_audio(path)
+    assert needle in assert_one_line_naming(exc, path)
+
+
+@pytest.mark.parametrize("subtype, suffix", [("PCM_16", "wav"), ("FLOAT", "wav"),
+                                             ("PCM_24", "flac"), ("VORBIS", "ogg"),
+                                             ("PCM_16", "aiff")])
+def test_no_sound_file_is_taken_for_text(tmp_path: Path, subtype: str, suffix: str) -> None:
+    from dreamsound.file_checks import text_instead_of_sound
+
+    path = tmp_path / f"tone.{suffix}"
+    sf.write(path, sine(440, 16000), 16000, subtype=subtype)
+    assert text_instead_of_sound(path) is None
+    assert load_audio(path).shape == (16000,)
 
 
 def test_unreadable_format_without_ffmpeg_suggests_installing(tmp_path: Path,
                                                              monkeypatch) -> None:
     path = tmp_path / "notes.wav"
-    path.write_text("not audio\n" * 50)
+    path.write_bytes(bytes(range(256)) * 8)  # binary, not text: it reaches the decoders
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)
     with pytest.raises(AudioError) as exc:
         load_audio(path)

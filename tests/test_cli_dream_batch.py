@@ -104,7 +104,7 @@ def test_a_bad_file_stops_the_batch_before_anything_is_written(sounds: Path) -> 
     result = runner.invoke(app, ["dream", str(sounds), "-m", "debug", "-t", "violin", "-n", "1",
                                  "--workers", "2"])
     assert result.exit_code == 2, result.output
-    assert "c.wav: not a readable sound file" in result.stderr
+    assert "c.wav: holds text, not sound" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in sounds.iterdir()) == before
 

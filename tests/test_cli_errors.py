@@ -86,3 +86,22 @@ def test_names_with_colons_stay_text(tmp_path):
     path = tmp_path / "take:fire:1.wav"
     result = runner.invoke(app, ["classify", str(path), "-m", "debug"])
     assert result.exit_code == 2 and "take:fire:1.wav" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["classify", "dream"])
+def test_text_named_mp3_is_one_line_on_stderr_too(tmp_path, command):
+    # libsndfile's MP3 decoder writes its own notes to the process's stderr, past Python: only
+    # a real process shows whether a text file named .mp3 reaches it.
+    import subprocess
+    import sys
+
+    path = tmp_path / "take.mp3"
+    path.write_text("not a recording, just notes\n")
+    extra = ["-t", "violin", "-n", "1"] if command == "dream" else []
+    out = subprocess.run([sys.executable, "-m", "dreamsound", command, str(path), "-m", "debug",
+                          *extra], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert lines == [f"error: {path}: holds text, not sound (it begins 'not a recording, just "
+                     "notes')"], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.mp3"]

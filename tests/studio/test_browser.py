@@ -136,11 +136,11 @@ def test_non_audio_upload_shows_the_error_line(page, studio_server: StudioServer
     _upload(page, fake)
     _choose_target(page, "violin")
     page.click("#run")
-    toast = page.locator(".toast-body", has_text="not a readable sound file")
+    toast = page.locator(".toast-body", has_text="holds text, not sound")
     toast.wait_for()
     assert "Traceback" not in toast.inner_text()
     page.locator("#status :text('error:')").wait_for()
-    assert "notes.wav: not a readable sound file" in page.locator("#status").inner_text()
+    assert "notes.wav: holds text, not sound" in page.locator("#status").inner_text()
     assert page.external == []
     assert studio_server.network_attempts() == []
 

@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_error(studio_server: StudioServer, tmp_path: Path
 def test_non_audio_upload_is_the_library_error(studio_server: StudioServer, tmp_path: Path):
     fake = tmp_path / "notes.wav"
     fake.write_text("these are words, not samples\n")
-    with pytest.raises(Exception, match="not a readable sound file"):
+    with pytest.raises(Exception, match="holds text, not sound"):
         dream(client(studio_server, tmp_path / "out"), sound=handle_file(str(fake)),
               target="violin")
 
