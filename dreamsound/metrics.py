@@ -38,6 +38,7 @@ class DbScale(Protocol):
 
 
 __all__ = ["DB_PER_NEPER", "METRIC_DEFINITIONS", "distance_report", "is_success", "judge_moved",
+           "judge_rank_climbed", "judge_score_rose",
            "mel_db",
            "mse_db2", "rmse_db", "spectral_convergence_db", "target_confidence", "top_k"]
 
@@ -165,10 +166,21 @@ def judge_moved(confidence_before: float, confidence_after: float, rank_before: 
     rank_before, rank_after : int
         The target's rank (1 = first) among the judge's comparable classes.
     """
-    rises = (confidence_after >= MOVE_MIN_RATIO * confidence_before
-             and confidence_after - confidence_before >= MOVE_MIN_GAIN)
-    climbs = rank_after < rank_before or rank_after == rank_before == 1
-    return bool(rises and climbs)
+    return (judge_score_rose(confidence_before, confidence_after)
+            and judge_rank_climbed(rank_before, rank_after))
+
+
+def judge_score_rose(confidence_before: float, confidence_after: float) -> bool:
+    """The score half of :func:`judge_moved`: the judge's target score (0..1) at least
+    multiplied by ``MOVE_MIN_RATIO`` and rose by at least ``MOVE_MIN_GAIN``."""
+    return bool(confidence_after >= MOVE_MIN_RATIO * confidence_before
+                and confidence_after - confidence_before >= MOVE_MIN_GAIN)
+
+
+def judge_rank_climbed(rank_before: int, rank_after: int) -> bool:
+    """The rank half of :func:`judge_moved`: the target's rank (1 = first) among the judge's
+    comparable classes improved, or it stayed first."""
+    return bool(rank_after < rank_before or rank_after == rank_before == 1)
 
 
 def spectral_convergence_db(waveform: torch.Tensor, magnitude: torch.Tensor, *, n_fft: int,

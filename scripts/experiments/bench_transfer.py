@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from dreamsound.metrics import judge_rank_climbed, judge_score_rose
+
 REPO = Path(__file__).resolve().parents[2]
 LOOP = REPO / "examples" / "loop.wav"
 
@@ -107,6 +109,9 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                 row["judges"][judge.name] = {
                     "moved": dream.moved, "gain": dream.confidence_after
                     - dream.confidence_before, "top_after": dream.top_after[0]["name"],
+                    "confidence_before": dream.confidence_before,
+                    "confidence_after": dream.confidence_after,
+                    "rank_before": dream.rank_before, "rank_after": dream.rank_after,
                     "null_moved": chance.moved,
                     "null_gain": chance.confidence_after - chance.confidence_before}
             rows.append(row)
@@ -127,6 +132,12 @@ def summarize(run: dict, judges: list[str]) -> dict:
     for name in judges:
         verdicts = [r["judges"][name] for r in rows]
         out[name] = {"rate": sum(v["moved"] for v in verdicts) / len(verdicts),
+                     # judge_moved's two halves, each on its own: which one holds a judge back
+                     "score_rose": sum(judge_score_rose(v["confidence_before"],
+                                                        v["confidence_after"])
+                                       for v in verdicts) / len(verdicts),
+                     "rank_climbed": sum(judge_rank_climbed(v["rank_before"], v["rank_after"])
+                                         for v in verdicts) / len(verdicts),
                      "gain": statistics.mean(v["gain"] for v in verdicts),
                      "null_rate": sum(v["null_moved"] for v in verdicts) / len(verdicts),
                      "null_gain": statistics.mean(v["null_gain"] for v in verdicts)}
@@ -202,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         for target, row in s["by_target"].items():
             print(f"{s['mode']:<28} {target:<4} {row['dreams']:>3} {row['convinced']:>5.2f} "
                   + " ".join(f"{n} {row[n]:.2f}" for n in judge_names))
+    print("\nthe two halves of 'moved', each alone: share of dreams whose target score rose "
+          "(x2 and +0.02) / whose rank climbed")
+    for s in summaries:
+        print(f"{s['mode']:<28} " + "  ".join(
+            f"{n} {s[n]['score_rose']:.2f} / {s[n]['rank_climbed']:.2f}" for n in judge_names))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1))
     return 0

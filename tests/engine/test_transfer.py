@@ -27,6 +27,18 @@ def test_judge_moved_needs_double_plus_two_points_and_a_better_rank():
     assert "judge_moved" in metrics.METRIC_DEFINITIONS
 
 
+def test_judge_moved_is_its_two_halves():
+    # Each half alone, so a report can say which one held a judge back.
+    assert metrics.judge_score_rose(0.01, 0.05) and not metrics.judge_rank_climbed(3, 3)
+    assert not metrics.judge_score_rose(0.01, 0.025) and metrics.judge_rank_climbed(6, 3)
+    assert not metrics.judge_score_rose(0.30, 0.50) and metrics.judge_rank_climbed(1, 1)
+    for before, after, rank_before, rank_after in [(0.01, 0.05, 6, 3), (0.01, 0.025, 6, 3),
+                                                   (0.01, 0.05, 3, 4), (0.2, 0.9, 1, 1)]:
+        assert metrics.judge_moved(before, after, rank_before, rank_after) == (
+            metrics.judge_score_rose(before, after)
+            and metrics.judge_rank_climbed(rank_before, rank_after))
+
+
 def test_concepts_name_the_same_sound_in_every_vocabulary():
     violin = find_concept("vio")
     assert violin is find_concept("Violin, fiddle") is find_concept("violin")

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from dreamsound import metrics
 from scripts.experiments import bench_transfer
 from tests.experiments.irmas_sets import write_training_set
 
@@ -34,6 +37,11 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
             assert row["target"] != row["true"]
             verdict = row["judges"]["instrument"]
             assert {"moved", "gain", "null_moved", "null_gain", "top_after"} <= set(verdict)
+            assert verdict["gain"] == pytest.approx(verdict["confidence_after"]
+                                                    - verdict["confidence_before"])
+            assert verdict["moved"] == metrics.judge_moved(
+                verdict["confidence_before"], verdict["confidence_after"],
+                verdict["rank_before"], verdict["rank_after"])
     assert result["runs"][1]["config"]["changes"] == 1
     for run, summary in zip(result["runs"], result["summaries"]):
         per_target = summary["by_target"]
@@ -42,8 +50,15 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
         moved = sum(t["instrument"] * t["dreams"] for t in per_target.values())
         assert round(moved) == sum(r["judges"]["instrument"]["moved"] for r in run["rows"])
         assert round(moved) == round(summary["instrument"]["rate"] * len(run["rows"]))
+        judged = summary["instrument"]
+        assert judged["rate"] <= min(judged["score_rose"], judged["rank_climbed"])
+        verdicts = [r["judges"]["instrument"] for r in run["rows"]]
+        climbed = sum(metrics.judge_rank_climbed(v["rank_before"], v["rank_after"])
+                      for v in verdicts)
+        assert round(judged["rank_climbed"] * len(verdicts)) == climbed
     printed = capsys.readouterr().out
     assert "instrument rate (null)" in printed and "per target class" in printed
+    assert "the two halves of 'moved'" in printed
 
 
 def test_loop_is_skipped_when_a_model_has_no_violin(tmp_path: Path, capsys) -> None:
