@@ -7,7 +7,17 @@ dream (16-bit WAV, re-read). Per mode and judge: the transfer rate (share of dre
 "moved" on, :func:`dreamsound.metrics.judge_moved`), the mean judge gain (target score after -
 before), the same for the null baseline (the original plus white noise scaled to the dream's
 own rmse_db, so a gain is read against chance), the mean rmse_db of the written audio and the
-mean seconds per dream; then the same rates per target class.
+mean seconds per dream; then the same rates per target class, and how often each half of
+"moved" held on its own (the score rose: :func:`dreamsound.metrics.judge_score_rose`; the rank
+climbed: :func:`dreamsound.metrics.judge_rank_climbed`), for the dreams and for the null.
+
+``--json F`` writes ``{"runs": [...], "summaries": [...]}``: per run its mode, config and rows
+(per dream: clip, true class, target, seconds, rmse_db, the dreaming model's confidence before
+and on the written audio, and per judge ``moved``, ``gain``, ``confidence_before``,
+``confidence_after``, ``rank_before``, ``rank_after``, ``top_after`` and the null's
+``null_moved``, ``null_gain``, ``null_confidence_after``, ``null_rank_after``); per summary the
+printed table's figures (per judge ``rate``, ``score_rose``, ``rank_climbed``, ``gain`` and
+their ``null_`` twins) and ``by_target``.
 
 Usage::
 
@@ -113,7 +123,9 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                     "confidence_after": dream.confidence_after,
                     "rank_before": dream.rank_before, "rank_after": dream.rank_after,
                     "null_moved": chance.moved,
-                    "null_gain": chance.confidence_after - chance.confidence_before}
+                    "null_gain": chance.confidence_after - chance.confidence_before,
+                    "null_confidence_after": chance.confidence_after,
+                    "null_rank_after": chance.rank_after}
             rows.append(row)
             print(f"  {mode:<28} {Path(row['clip']).name[:36]:<36} -> {wrong}: "
                   f"{row['confidence_before']:.2f}->{row['confidence_rendered']:.2f} "
@@ -138,6 +150,12 @@ def summarize(run: dict, judges: list[str]) -> dict:
                                        for v in verdicts) / len(verdicts),
                      "rank_climbed": sum(judge_rank_climbed(v["rank_before"], v["rank_after"])
                                          for v in verdicts) / len(verdicts),
+                     "null_score_rose": sum(judge_score_rose(v["confidence_before"],
+                                                             v["null_confidence_after"])
+                                            for v in verdicts) / len(verdicts),
+                     "null_rank_climbed": sum(judge_rank_climbed(v["rank_before"],
+                                                                 v["null_rank_after"])
+                                              for v in verdicts) / len(verdicts),
                      "gain": statistics.mean(v["gain"] for v in verdicts),
                      "null_rate": sum(v["null_moved"] for v in verdicts) / len(verdicts),
                      "null_gain": statistics.mean(v["null_gain"] for v in verdicts)}
@@ -214,10 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s['mode']:<28} {target:<4} {row['dreams']:>3} {row['convinced']:>5.2f} "
                   + " ".join(f"{n} {row[n]:.2f}" for n in judge_names))
     print("\nthe two halves of 'moved', each alone: share of dreams whose target score rose "
-          "(x2 and +0.02) / whose rank climbed")
+          "(x2 and +0.02) / whose rank climbed (null)")
     for s in summaries:
         print(f"{s['mode']:<28} " + "  ".join(
-            f"{n} {s[n]['score_rose']:.2f} / {s[n]['rank_climbed']:.2f}" for n in judge_names))
+            f"{n} {s[n]['score_rose']:.2f} / {s[n]['rank_climbed']:.2f} "
+            f"({s[n]['null_score_rose']:.2f} / {s[n]['null_rank_climbed']:.2f})"
+            for n in judge_names))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1))
     return 0

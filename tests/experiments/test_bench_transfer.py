@@ -56,6 +56,10 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
         climbed = sum(metrics.judge_rank_climbed(v["rank_before"], v["rank_after"])
                       for v in verdicts)
         assert round(judged["rank_climbed"] * len(verdicts)) == climbed
+        chance = sum(metrics.judge_rank_climbed(v["rank_before"], v["null_rank_after"])
+                     for v in verdicts)
+        assert round(judged["null_rank_climbed"] * len(verdicts)) == chance
+        assert judged["null_rate"] <= min(judged["null_score_rose"], judged["null_rank_climbed"])
     printed = capsys.readouterr().out
     assert "instrument rate (null)" in printed and "per target class" in printed
     assert "the two halves of 'moved'" in printed
