@@ -95,10 +95,36 @@ def _read_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, 
             raise AudioError(f"{path}: truncated or corrupt {fmt} data "
                              f"({_decoder_message(exc)})") from None
     # MP3 frame counts are estimates in some encoders' headers; everything else is exact, so a
-    # shortfall means the decoder hit the end of a damaged file.
+    # shortfall means a damaged file -- or libsndfile's own decoder stopping short
+    # (read_audio asks ffmpeg for a second opinion).
     if fmt != "MP3" and 0 < data.shape[0] < declared:
-        raise AudioError(f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
-                         f"{declared} frames")
+        raise ShortDecode(f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
+                          f"{declared} frames", declared)
+    return data, rate
+
+
+class ShortDecode(AudioError):
+    """libsndfile decoded fewer frames than the file declares (``declared``)."""
+
+    def __init__(self, message: str, declared: int):
+        super().__init__(message)
+        self.declared = declared
+
+
+def _second_opinion(path: Path, max_seconds: float | None, short: ShortDecode
+                    ) -> tuple[np.ndarray, int]:
+    """ffmpeg's decoding of a file libsndfile stopped short of, when it reaches the declared
+    length; else ``short`` is raised: a damaged file stops every decoder short, while
+    libsndfile's Vorbis decoder also stops short of some whole files (e.g. a Debian-packaged
+    game track: libsndfile 1.2.2 decodes 9,129,710 of its 9,135,516 frames, libvorbisfile in sox
+    and ffmpeg all of them)."""
+    try:
+        data, rate = _read_ffmpeg(path, max_seconds)
+    except (FileNotFoundError, RuntimeError, OSError, subprocess.TimeoutExpired):
+        raise short from None
+    if data.shape[0] < short.declared:
+        raise short
+    log.info("%s: libsndfile decoded it only in part; decoded whole with ffmpeg", path)
     return data, rate
 
 
@@ -197,6 +223,9 @@ def read_audio(path: PathLike, *, max_seconds: float | None = DEFAULT_MAX_SECOND
             continue
         try:
             data, rate = reader(file, max_seconds)
+        except ShortDecode as short:
+            data, rate = _second_opinion(file, max_seconds, short)
+            break
         except AudioError:
             raise
         except (ImportError, FileNotFoundError) as exc:

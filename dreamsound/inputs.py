@@ -9,8 +9,11 @@ rate; an array is checked and resampled from the rate given; ``"noise:3s"``, ``"
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from dreamsound.errors import AudioError
+
+log = logging.getLogger(__name__)
 
 _SECONDS = r"(\d+(?:\.\d*)?|\.\d+)(ms|s)?"
 _START_RE = re.compile(rf"^(noise|silence|sine:(\d+(?:\.\d*)?))\s*:\s*{_SECONDS}$", re.IGNORECASE)
@@ -195,6 +200,30 @@ def resampled_length(n: int, input_rate: int, sample_rate: int) -> int:
     return (2 * n * sample_rate + input_rate) // (2 * input_rate)
 
 
+def ffmpeg_reads_whole(path: Path, declared: int) -> bool:
+    """Whether ffmpeg (when on ``PATH``) decodes at least ``declared`` frames of ``path``
+    without an error, counting them as they stream by (nothing is kept in memory): the
+    streaming reader's second opinion when libsndfile stops short
+    (:func:`dreamsound.audio._second_opinion` is the one-shot reader's).
+    """
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return False
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", f"file:{path}", "-vn", "-map", "0:a:0",
+           "-ac", "1", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
+    try:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+            assert proc.stdout is not None
+            size = 0
+            while chunk := proc.stdout.read(1 << 20):
+                size += len(chunk)
+            ok = proc.wait(timeout=600) == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return ok and size // 4 >= declared
+
+
+
 class FileBlocks:
     """A sound file read in blocks, as mono float32 at a model's rate, in bounded memory.
 
@@ -275,16 +304,29 @@ class FileBlocks:
             raise AudioError(f"{self.path}: holds non-finite (NaN/Inf) samples, the first at "
                              f"sample {first}")
         self._decoded += data.shape[0]
+        if last:
+            data = self._fill_short_end(data)
         mono = mix_down(data)
         if self._resampler is not None:
             mono = self._resampler.resample_chunk(mono, last=last)
-        if last:
-            self._finished = True
-            # MP3 frame counts are estimates; anything else that ends early is damaged.
-            if self._format != "MP3" and self._decoded < self.input_frames:
-                raise AudioError(f"{self.path}: truncated or corrupt: decoded {self._decoded} "
-                                 f"of {self.input_frames} frames")
+        self._finished = last
         self._buffer = np.concatenate([self._buffer, np.asarray(mono, dtype=np.float32)])
+
+    def _fill_short_end(self, data: np.ndarray) -> np.ndarray:
+        """The last read, with the frames libsndfile did not decode as silence when ffmpeg
+        reads the file whole (:func:`ffmpeg_reads_whole`); a shortfall ffmpeg confirms is
+        damage. MP3 frame counts are estimates: an MP3 may end early."""
+        missing = self.input_frames - self._decoded
+        if self._format == "MP3" or missing <= 0:
+            return data
+        if not ffmpeg_reads_whole(self.path, self.input_frames):
+            raise AudioError(f"{self.path}: truncated or corrupt: decoded {self._decoded} "
+                             f"of {self.input_frames} frames")
+        log.warning("%s: libsndfile decoded %d of %d frames (ffmpeg reads them all); the last "
+                    "%.3f s are read as silence", self.path, self._decoded, self.input_frames,
+                    missing / self.input_rate)
+        self._decoded += missing
+        return np.concatenate([data, np.zeros((missing, data.shape[1]), np.float32)])
 
     def window(self, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` at the model's rate, float32; zeros past the end of the file

@@ -32,3 +32,24 @@ def band_fraction(signal: torch.Tensor, low: float, high: float) -> float:
 
 def db(ratio: float) -> float:
     return 20 * math.log10(max(ratio, 1e-30))
+
+
+def stops_short_by(frames: int, path):
+    """A ``soundfile.SoundFile`` that decodes ``frames`` fewer frames of ``path`` than the file
+    declares, as libsndfile's Vorbis decoder does on some whole files; other files read as
+    usual (``monkeypatch.setattr(soundfile, "SoundFile", stops_short_by(n, path))``)."""
+    import soundfile
+
+    class StopsShort(soundfile.SoundFile):
+        def read(self, frames_wanted=-1, *args, **kwargs):
+            if str(self.name) != str(path):
+                return super().read(frames_wanted, *args, **kwargs)
+            # Never hand out the last ``frames`` frames: the decoder "stops" before them.
+            left = self.frames - frames - self.tell()
+            if left <= 0:
+                frames_wanted = 0
+            elif frames_wanted < 0 or frames_wanted > left:
+                frames_wanted = left
+            return super().read(frames_wanted, *args, **kwargs)
+
+    return StopsShort

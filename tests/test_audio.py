@@ -26,6 +26,7 @@ from dreamsound.audio import (
 )
 from dreamsound.errors import AudioError, OutputError
 from dreamsound.io_utils import atomic_write
+from tests.signals import stops_short_by
 
 
 def sine(freq_hz: float, rate: int, seconds: float = 1.0, amp: float = 0.5) -> np.ndarray:
@@ -251,6 +252,33 @@ def test_unreadable_format_without_ffmpeg_suggests_installing(tmp_path: Path,
     with pytest.raises(AudioError) as exc:
         load_audio(path)
     assert "install ffmpeg" in assert_one_line_naming(exc, path)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_a_whole_file_libsndfile_stops_short_of_is_decoded_by_ffmpeg(tmp_path: Path,
+                                                                     monkeypatch,
+                                                                     caplog) -> None:
+    # FLAC: every decoder counts its frames exactly, so ffmpeg's count is the file's.
+    path = tmp_path / "track.flac"
+    sf.write(path, sine(440, 16000, seconds=2.0), 16000, subtype="PCM_16")
+    monkeypatch.setattr(sf, "SoundFile", stops_short_by(3000, path))
+    with caplog.at_level(logging.INFO, logger="dreamsound.audio"):
+        data, rate = audio.read_audio(path)
+    assert rate == 16000 and data.shape == (32000, 1)
+    np.testing.assert_allclose(data[:, 0], sine(440, 16000, seconds=2.0), atol=1e-4)
+    assert "decoded whole with ffmpeg" in caplog.text
+    # A second opinion that also stops short confirms the damage.
+    decode = audio._read_ffmpeg
+    monkeypatch.setattr(audio, "_read_ffmpeg",
+                        lambda *args: (decode(*args)[0][:31000], 16000))
+    with pytest.raises(AudioError) as exc:
+        audio.read_audio(path)
+    assert "truncated or corrupt: decoded 29000 of 32000 frames" in \
+        assert_one_line_naming(exc, path)
+    # Without ffmpeg there is no second opinion: the shortfall reads as damage.
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    with pytest.raises(AudioError, match="decoded 29000 of 32000 frames"):
+        audio.read_audio(path)
 
 
 @pytest.mark.parametrize("cut", [1, 1000, 20000])

@@ -5,6 +5,8 @@ of scripts/bench/bench_long.py."""
 from __future__ import annotations
 
 import itertools
+import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from dreamsound import inputs
 from dreamsound.audio import load_audio
 from dreamsound.classification import classify_waveform
 from dreamsound.errors import AudioError, ConfigError, OutputError
@@ -26,6 +29,7 @@ from dreamsound.segments import (
     segment_seed,
 )
 from scripts.bench.bench_long import seam_check, spectral_flux
+from tests.signals import stops_short_by
 
 
 def texture(seconds: float, rate: int, channels: int = 2, seed: int = 0,
@@ -66,6 +70,27 @@ def test_file_blocks_give_the_whole_file_in_any_windows(stereo_file):
     rebuilt = np.concatenate([p[:4000] for p in pieces])
     np.testing.assert_array_equal(rebuilt[:whole.shape[0]], whole)  # bit-exact
     assert not rebuilt[whole.shape[0]:].any()  # zeros past the end
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_file_blocks_read_the_end_libsndfile_stops_short_of_as_silence(tmp_path, monkeypatch,
+                                                                       caplog):
+    path = tmp_path / "long.flac"
+    sf.write(path, texture(4.0, 16000), 16000, subtype="PCM_16")
+    whole = load_audio(path, sample_rate=16000)
+    monkeypatch.setattr(sf, "SoundFile", stops_short_by(1600, path))
+    with caplog.at_level(logging.WARNING, logger="dreamsound.inputs"), \
+            FileBlocks(path, 16000, read_frames=5000) as blocks:
+        read = blocks.window(0, blocks.n_samples)
+    assert read.shape == whole.shape  # the whole length, the missing 0.1 s as silence
+    np.testing.assert_array_equal(read[:-1600], whole[:-1600])
+    assert not read[-1600:].any()
+    assert "decoded 62400 of 64000 frames (ffmpeg reads them all)" in caplog.text
+    # When ffmpeg stops short too, the file is damaged.
+    monkeypatch.setattr(inputs, "ffmpeg_reads_whole", lambda path, declared: False)
+    with pytest.raises(AudioError, match="truncated or corrupt: decoded 62400 of 64000"), \
+            FileBlocks(path, 16000, read_frames=5000) as blocks:
+        blocks.window(0, blocks.n_samples)
 
 
 def test_file_blocks_refuse_bad_files(tmp_path, stereo_file):
