@@ -19,6 +19,7 @@ import soundfile as sf
 
 from dreamsound.data.irmas import parse_training_name, read_training_set
 from scripts.data import real_devset as real
+from tests.qt_resource_writer import write_qt_resources
 
 RATE = 44100
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def _noise_hit(seconds: float, decay: float, seed: int) -> np.ndarray:
 
 def _encoded(audio: np.ndarray, fmt: str) -> bytes:
     buffer = io.BytesIO()
-    sf.write(buffer, audio, RATE, format=fmt, subtype="PCM_16")
+    sf.write(buffer, audio, RATE, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
     return buffer.getvalue()
 
 
@@ -189,7 +190,7 @@ def test_a_tampered_package_is_refused(fake_sources, tmp_path, monkeypatch, caps
     assert not (tmp_path / "dev").exists()
     assert deb.read_bytes() == bytes(data)  # left in place for inspection
     # The command line: one line on stderr, exit code 2.
-    monkeypatch.setattr(real, "SOURCES", tuple(sources))
+    monkeypatch.setattr(real, "DEFAULT_SOURCES", tuple(sources))
     code = real.main(["--out", str(tmp_path / "dev"), "--cache", str(cache), "--per-class", "2"])
     assert code == 2
     assert "sha256" in capsys.readouterr().err
@@ -231,5 +232,39 @@ def test_the_pinned_sources_avoid_the_reserved_test_recordings():
         for group in source.groups:
             assert group.code in (*real.CLASS_CODES, real.DRUMS)
             assert not any("fluid" in m.lower() for m in group.members)
-    covered = {g.code for s in real.SOURCES for g in s.groups}
-    assert {"cla", "sax"}.isdisjoint(covered)  # no real source: said so, not faked
+    # The development set has no real clarinet or saxophone (said so, not faked); GCompris's
+    # recordings, one per class, make a set of their own, built only when asked for.
+    covered = {g.code for s in real.DEFAULT_SOURCES for g in s.groups}
+    assert {"cla", "sax"}.isdisjoint(covered)
+    assert [s.key for s in real.SOURCES if s not in real.DEFAULT_SOURCES] == ["gcompris"]
+    gcompris = {g.code for s in real.SOURCES if s.key == "gcompris" for g in s.groups}
+    assert gcompris == set(real.CLASS_CODES) - {"voi"} | {real.DRUMS}
+
+
+def test_recordings_inside_a_qt_resource_of_a_package(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    folder = "/gcompris/src/activities/instruments/resource/"
+    rcc = write_qt_resources({
+        f"{folder}clarinet.ogg": _encoded(_tone(293.7, 4.0, decay=0.1, harmonics=9), "OGG"),
+        f"{folder}saxophone.ogg": _encoded(_tone(233.1, 4.0, decay=0.1), "OGG"),
+        f"{folder}drum_kit.ogg": _encoded(_noise_hit(1.0, 3.0, 5), "OGG"),
+    }, compress=(f"{folder}saxophone.ogg",))
+    data = _tar({"./usr/share/gcompris-qt/rcc/instruments.rcc": rcc}, "w:xz")
+    deb = cache / "fake-gcompris_1_all.deb"
+    deb.write_bytes(_ar({"debian-binary": b"2.0\n", "control.tar.xz": _tar({}, "w:xz"),
+                         "data.tar.xz": data}))
+    inside = "usr/share/gcompris-qt/rcc/instruments.rcc" + real.RESOURCE_SEPARATOR + folder
+    source = real.Source(
+        "fake-gcompris", "deb", "fake-gcompris", "1", deb.name, _sha(deb), "test data",
+        (real.Group("fake-clarinet", "cla", "excerpt", (f"{inside}clarinet.ogg",)),
+         real.Group("fake-saxophone", "sax", "excerpt", (f"{inside}saxophone.ogg",)),
+         real.Group("fake-drums", real.DRUMS, "loop", (f"{inside}drum_kit.ogg",))))
+    rows = _build([source], cache, tmp_path / "dev", per_class=4, mix_share=0.5)
+    assert sorted({r["class"] for r in rows}) == ["cla", "sax"]
+    excerpts = read_training_set(tmp_path / "dev")
+    assert sorted(e.label for e in excerpts) == ["cla"] * 4 + ["sax"] * 4
+    package = real.Package(deb)
+    with pytest.raises(real.SourceError, match=r"has no /nowhere\.ogg"):
+        package.read(f"usr/share/gcompris-qt/rcc/instruments.rcc{real.RESOURCE_SEPARATOR}"
+                     "/nowhere.ogg")

@@ -30,7 +30,17 @@ Sources (surveyed by hand; all used only to build a local dev set, never committ
     ``steel_guitar_*_distorted01`` files (the acoustic ``steel_guitar01`` run through a
     distortion effect: no honest ``gel`` label), ``harpsichord01`` (libsndfile cannot read it).
 
-Classes with NO real source here: ``cla`` (clarinet) and ``sax`` (saxophone). The only npm
+``gcompris-qt-data`` 3.1-2 (Debian), opt-in (``--sources gcompris``: a set of its own)
+    The recordings of GCompris's "instruments" activity, inside the Qt resource file
+    ``usr/share/gcompris-qt/rcc/instruments.rcc`` (read with :mod:`scripts.data.qt_resources`;
+    a member ``OUTER::INNER`` names a file inside one): one real recording, 5-12 s, of each of
+    ``cel``, ``cla``, ``flu``, ``gac``, ``gel``, ``org``, ``pia``, ``sax``, ``tru``, ``vio``
+    (excerpts), and ``drum_kit.ogg`` as accompaniment. GPL (GCompris; recorded by its
+    contributors, some from Omnitux); ``drum_kit.ogg`` CC Sampling Plus 1.0 (freesound 29534).
+    Measured in the model card, *Real recordings of clarinet and saxophone too*.
+
+Classes with NO real source in the default set: ``cla`` (clarinet) and ``sax`` (saxophone)
+(GCompris has one recording of each, in its own set). The only npm
 packages carrying real clarinet/saxophone notes found are the ``tonejs-instrument-*`` packages
 (nbrosowsky's tonejs-instruments samples), which are reserved for a held-out test and must not
 be used; FluidR3_GM renders are another test fold and no real recordings anyway. Also surveyed
@@ -102,6 +112,8 @@ from scipy.signal import resample_poly
 
 if __package__ in (None, ""):  # run as a file, not with -m: make `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.data.qt_resources import ResourceError, read_qt_resources
 
 CLASS_CODES = ("cel", "cla", "flu", "gac", "gel", "org", "pia", "sax", "tru", "vio", "voi")
 SAMPLE_RATE = 44100
@@ -177,6 +189,15 @@ def _salamander(layer: int) -> Group:
 
 _SP = "usr/share/sonic-pi/samples/"
 _LM = "usr/share/lmms/samples/"
+#: Between a Qt resource file's path in a package and a file's path inside it.
+RESOURCE_SEPARATOR = "::"
+_GC = ("usr/share/gcompris-qt/rcc/instruments.rcc" + RESOURCE_SEPARATOR
+       + "/gcompris/src/activities/instruments/resource/")
+#: GCompris's instrument recordings, one per class: (class, file stem).
+_GCOMPRIS_RECORDINGS = (("cel", "cello"), ("cla", "clarinet"), ("flu", "flute_traversiere"),
+                        ("gac", "guitar"), ("gel", "electric_guitar"), ("org", "organ"),
+                        ("pia", "piano"), ("sax", "saxophone"), ("tru", "trumpet"),
+                        ("vio", "violin"))
 
 SOURCES: tuple[Source, ...] = (
     Source("salamander-v6", "npm", "@audio-samples/piano-mp3-velocity6", "1.0.5",
@@ -232,7 +253,19 @@ SOURCES: tuple[Source, ...] = (
                   (f"{_LM}instruments/violin_pizzicato01.ogg",), weight=0.3),
             Group("lmms-drum-loops", DRUMS, "loop",
                   tuple(f"{_LM}beats/break0{i}.ogg" for i in (1, 2, 3))))),
+    Source("gcompris", "deb", "gcompris-qt-data", "3.1-2", "gcompris-qt-data_3.1-2_all.deb",
+           "e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
+           "GPL (GCompris; recordings by S. Dechy, J. Blanchard, J. Jules, C. Tuvuku, some from "
+           "Omnitux); drum_kit.ogg CC Sampling Plus 1.0 (freesound 29534)",
+           (*(Group(f"gcompris-{stem}", code, "excerpt", (f"{_GC}{stem}.ogg",))
+              for code, stem in _GCOMPRIS_RECORDINGS),
+            Group("gcompris-drum-kit", DRUMS, "loop", (f"{_GC}drum_kit.ogg",)))),
 )
+#: Sources a build leaves out unless asked for by ``--sources``: GCompris is a set of its own
+#: (one recording per class, clarinet and saxophone included), so the development set the
+#: model card reports keeps its clips.
+OPT_IN = ("gcompris",)
+DEFAULT_SOURCES = tuple(s for s in SOURCES if s.key not in OPT_IN)
 
 
 # --- fetching and checking -----------------------------------------------------------------------
@@ -308,6 +341,7 @@ class Package:
     def __init__(self, path: Path):
         self.path = path
         self._files: dict[str, bytes] = {}
+        self._resources: dict[str, dict[str, bytes]] = {}
         if path.suffix == ".deb":
             parts = _ar_members(path.read_bytes())
             data = next((v for k, v in parts.items() if k.startswith("data.tar")), None)
@@ -335,10 +369,24 @@ class Package:
             raise SourceError(f"{self.path}: cannot read its tar data ({exc})") from exc
 
     def read(self, member: str) -> bytes:
+        """A file of the package; ``OUTER::INNER`` is the file INNER inside the Qt resource
+        file OUTER (:mod:`scripts.data.qt_resources`)."""
+        outer, _, inner = member.partition(RESOURCE_SEPARATOR)
         try:
-            return self._files[member]
+            data = self._files[outer]
         except KeyError:
-            raise SourceError(f"{self.path.name} has no {member}") from None
+            raise SourceError(f"{self.path.name} has no {outer}") from None
+        if not inner:
+            return data
+        if outer not in self._resources:
+            try:
+                self._resources[outer] = read_qt_resources(data)
+            except ResourceError as exc:
+                raise SourceError(f"{self.path.name}: {outer}: {exc}") from None
+        try:
+            return self._resources[outer][inner]
+        except KeyError:
+            raise SourceError(f"{self.path.name}: {outer} has no {inner}") from None
 
 
 # --- audio ---------------------------------------------------------------------------------------
@@ -642,7 +690,8 @@ def _clear_previous(out: Path) -> None:
             (out / row["file"]).unlink(missing_ok=True)
 
 
-def build(out: Path, cache: Path, *, sources: Sequence[Source] = SOURCES, per_class: int = 40,
+def build(out: Path, cache: Path, *, sources: Sequence[Source] = DEFAULT_SOURCES,
+          per_class: int = 40,
           seed: int = 0, mix_share: float = 0.5, classes: Sequence[str] | None = None,
           fetcher: Callable[[Source, Path], Path] = fetch, progress: bool = True) -> list[dict]:
     """Fetch and check ``sources``, then write ``per_class`` clips for every class they cover
@@ -700,11 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--classes", nargs="+", choices=CLASS_CODES,
                         help="only these classes (default: every class a source covers)")
     parser.add_argument("--sources", nargs="+", choices=[s.key for s in SOURCES],
-                        help="only these sources (default: all)")
+                        help="only these sources (default: all but "
+                             f"{', '.join(OPT_IN)}, a set of its own)")
     parser.add_argument("--list", action="store_true",
                         help="print the sources, their licences and classes, and exit")
     args = parser.parse_args(argv)
-    sources = [s for s in SOURCES if args.sources is None or s.key in args.sources]
+    sources = [s for s in SOURCES if s.key in args.sources] if args.sources else \
+        list(DEFAULT_SOURCES)
     if args.list:
         print(describe(sources))
         return 0
