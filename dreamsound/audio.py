@@ -98,12 +98,12 @@ def _read_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, 
     # shortfall means a damaged file -- or libsndfile's own decoder stopping short
     # (read_audio asks ffmpeg for a second opinion).
     if fmt != "MP3" and 0 < data.shape[0] < declared:
-        raise ShortDecode(f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
+        raise _ShortDecode(f"{path}: truncated or corrupt: decoded {data.shape[0]} of "
                           f"{declared} frames", declared)
     return data, rate
 
 
-class ShortDecode(AudioError):
+class _ShortDecode(AudioError):
     """libsndfile decoded fewer frames than the file declares (``declared``)."""
 
     def __init__(self, message: str, declared: int):
@@ -111,7 +111,7 @@ class ShortDecode(AudioError):
         self.declared = declared
 
 
-def _second_opinion(path: Path, max_seconds: float | None, short: ShortDecode
+def _second_opinion(path: Path, max_seconds: float | None, short: _ShortDecode
                     ) -> tuple[np.ndarray, int]:
     """ffmpeg's decoding of a file libsndfile stopped short of, when it reaches the declared
     length; else ``short`` is raised: a damaged file stops every decoder short, while
@@ -223,7 +223,7 @@ def read_audio(path: PathLike, *, max_seconds: float | None = DEFAULT_MAX_SECOND
             continue
         try:
             data, rate = reader(file, max_seconds)
-        except ShortDecode as short:
+        except _ShortDecode as short:
             data, rate = _second_opinion(file, max_seconds, short)
             break
         except AudioError:
