@@ -223,7 +223,6 @@ def ffmpeg_reads_whole(path: Path, declared: int) -> bool:
     return ok and size // 4 >= declared
 
 
-
 class FileBlocks:
     """A sound file read in blocks, as mono float32 at a model's rate, in bounded memory.
 
