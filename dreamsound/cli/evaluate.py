@@ -130,8 +130,9 @@ def evaluate(
             if stats["n"]:
                 out_console.print(
                     f"judge {name}: moved on {pct(stats['rate'])} of {stats['n']} wrong-class "
-                    f"dreams (null baseline {pct(stats['null_rate'])}); mean gain "
-                    f"{stats['gain']:+.3f} (null {stats['null_gain']:+.3f})", highlight=False)
+                    f"dreams (null baseline {pct(stats['null_rate'])}, reference "
+                    f"{pct(stats['reference_rate'])}); mean gain {stats['gain']:+.3f} (null "
+                    f"{stats['null_gain']:+.3f})", highlight=False)
     if result.resumed:
         out_console.print(f"resumed: {result.resumed} of {result.total_jobs} jobs were already "
                           "done")

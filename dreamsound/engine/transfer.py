@@ -132,7 +132,6 @@ def matched_noise(original: np.ndarray, rmse_db: float, model: AudioClassifier, 
     from the original, on ``model``'s log-mel, equals the dream's ``rmse_db``.
 
     A judge's gain on a dream is read against its gain on a change of the same size at random.
-    The gain is found by bisection (30 halvings) after doubling until the noise is loud enough.
 
     Parameters
     ----------
@@ -144,11 +143,34 @@ def matched_noise(original: np.ndarray, rmse_db: float, model: AudioClassifier, 
         Seeds the noise.
     """
     noise = np.random.default_rng(seed).standard_normal(original.size).astype(np.float32)
+    return mixed_at_distance(original, noise, rmse_db, model)
+
+
+def mixed_at_distance(original: np.ndarray, addition: np.ndarray, rmse_db: float,
+                      model: AudioClassifier) -> np.ndarray:
+    """``original + gain * addition``, the gain chosen so that the mixture's rmse_db from the
+    original, on ``model``'s log-mel, equals ``rmse_db``.
+
+    With white noise as the addition this is the null baseline (:func:`matched_noise`); with a
+    recording of the target instrument it is the reference a dream is read against: what the
+    real thing, added at the dream's own distance, makes a judge hear. The gain is found by
+    bisection (30 halvings) after doubling until the addition is loud enough (at most 1000).
+
+    Parameters
+    ----------
+    original : ndarray float32 [n]
+        At ``model``'s rate.
+    addition : ndarray float32 [m]
+        At the same rate; repeated or cut to ``n`` samples.
+    rmse_db : float
+        The wanted distance from the original (dB).
+    """
+    addition = np.resize(np.asarray(addition, dtype=np.float32), original.size)
     with torch.no_grad():
         reference = model.log_mel(torch.from_numpy(original).to(model.device))
 
         def distance(gain: float) -> float:
-            changed = torch.from_numpy(original + gain * noise).to(model.device)
+            changed = torch.from_numpy(original + gain * addition).to(model.device)
             return metrics.rmse_db(model.log_mel(changed), reference, front_end=model.front_end)
 
         low, high = 0.0, 1.0
@@ -157,4 +179,4 @@ def matched_noise(original: np.ndarray, rmse_db: float, model: AudioClassifier, 
         for _ in range(30):
             middle = 0.5 * (low + high)
             low, high = (middle, high) if distance(middle) < rmse_db else (low, middle)
-    return (original + 0.5 * (low + high) * noise).astype(np.float32)
+    return (original + 0.5 * (low + high) * addition).astype(np.float32)

@@ -290,9 +290,13 @@ def evaluate(
     # Workers on a cluster do not share this process's working directory: they get absolute
     # paths (clips are absolute already, see list_clips).
     audio_dir = folder / "audio" if executor == "local" else (folder / "audio").absolute()
+    # The clips each judged dream may take its reference from: every clip of the target class
+    # (listed, not only selected, so a small run still has one besides the dream's own).
+    references = {code: tuple(str(c.path) for c in clips if c.true == code)
+                  for code in classes} if judges else {}
     settings = JobSettings(threshold=threshold, max_steps=max_steps, class_index=index,
                            audio_dir=str(audio_dir) if keep_audio else None, config=config,
-                           judges=judges)
+                           judges=judges, references=references)
     # Looked up here, at call time, so a replaced ``run_job`` (a test counting runs) is used.
     work = functools.partial(run_job, settings=settings)
     ref = ModelRef(name=model,

@@ -190,6 +190,9 @@ class JobSettings:
     judges : tuple of str
         Models outside the dream that score each dreamed sound and its null baseline (loaded
         once per worker process, with their registry weights).
+    references : dict of str -> tuple of str
+        Class code -> clips of that class: each judged dream is also read against one of them
+        (seeded, never the dream's own clip) mixed into its start at the dream's own rmse_db.
     """
 
     threshold: float
@@ -198,6 +201,7 @@ class JobSettings:
     audio_dir: str | None
     config: DreamConfig = field(default_factory=lambda: protocol_config())
     judges: tuple[str, ...] = ()
+    references: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: Judge models loaded in this (worker) process, by name: each worker loads a judge once.
@@ -213,14 +217,41 @@ def _judge_models(names: Sequence[str], device: Any) -> list[Any]:
     return [_LOADED_JUDGES[name] for name in names]
 
 
+def _reference(settings: JobSettings, target: str, *, seed: int, own: str | None,
+               rate: int) -> np.ndarray | None:
+    """A seeded clip of class ``target`` other than ``own`` at ``rate`` Hz, or None (no such
+    clip, or one that cannot be read: the reference is left out, the dream is not)."""
+    from dreamsound.audio import load_audio
+
+    candidates = [c for c in settings.references.get(target, ()) if c != own]
+    if not candidates:
+        return None
+    chosen = candidates[int(np.random.default_rng(seed).integers(len(candidates)))]
+    try:
+        return load_audio(chosen, sample_rate=rate)
+    except DreamsoundError as exc:
+        log.warning("reference %s left out: %s", chosen, exc)
+        return None
+
+
 def _transfer(model: Any, index: int, start: np.ndarray, dreamed: np.ndarray, rmse_db: float,
-              *, judges: Sequence[str], seed: int) -> dict[str, Any]:
-    """Per judge: what it hears of the target in the dream and in the null baseline (the start
-    plus white noise of the dream's own rmse_db, :func:`matched_noise`)."""
-    from dreamsound.engine.transfer import judge_knows, judge_sound, matched_noise, target_concept
+              *, judges: Sequence[str], seed: int, reference: np.ndarray | None
+              ) -> dict[str, Any]:
+    """Per judge: what it hears of the target in the dream, in the null baseline (the start
+    plus white noise of the dream's own rmse_db, :func:`matched_noise`) and, given a
+    ``reference`` clip of the target class, in the start with that clip mixed in at the same
+    rmse_db (:func:`mixed_at_distance`)."""
+    from dreamsound.engine.transfer import (
+        judge_knows,
+        judge_sound,
+        matched_noise,
+        mixed_at_distance,
+        target_concept,
+    )
 
     concept = target_concept(model, index)
     null = matched_noise(start, rmse_db, model, seed=seed)
+    real = None if reference is None else mixed_at_distance(start, reference, rmse_db, model)
     out: dict[str, Any] = {}
     for judge in _judge_models(judges, model.device):
         if not judge_knows(judge, concept):
@@ -233,6 +264,11 @@ def _transfer(model: Any, index: int, start: np.ndarray, dreamed: np.ndarray, rm
                            "moved": dream.moved,
                            "null_gain": chance.confidence_after - chance.confidence_before,
                            "null_moved": chance.moved}
+        if real is not None:
+            added = judge_sound(judge, concept, start, real, model.sample_rate)
+            out[judge.name].update(
+                reference_gain=added.confidence_after - added.confidence_before,
+                reference_moved=added.moved)
     return out
 
 
@@ -252,13 +288,15 @@ def _finite(value: Any) -> float | None:
 
 
 def _dream_toward(model: Any, start: np.ndarray, target: str, *, settings: JobSettings,
-                  seed: int, audio_path: Path | None) -> tuple[dict[str, Any], Any]:
+                  seed: int, audio_path: Path | None, source: str | None = None
+                  ) -> tuple[dict[str, Any], Any]:
     """Dream ``start`` toward class code ``target``: ``(record entry, DreamResult)``.
 
     The entry judges the audio as rendered (what a listener gets and what is written), using
     the engine's own analysis of it: ``confidence`` and ``success`` are measured on the rendered
     sound, ``rmse_db``/``mse_db2`` from the start to the rendered sound; the engine's figures for
     the ascended spectrogram are kept as ``confidence_after`` and ``rmse_db_spectrogram``.
+    ``source`` is the start's own clip (never its own reference; None for noise).
     """
     from dreamsound.api import Dreamer
     from dreamsound.audio import save_audio
@@ -289,8 +327,10 @@ def _dream_toward(model: Any, start: np.ndarray, target: str, *, settings: JobSe
         "audio": None,
     }
     if settings.judges and entry["rmse_db"] is not None:
+        reference = _reference(settings, target, seed=derive_seed(seed, "reference"),
+                               own=source, rate=model.sample_rate)
         entry["judges"] = _transfer(model, index, start, result.audio, entry["rmse_db"],
-                                    judges=settings.judges, seed=seed)
+                                    judges=settings.judges, seed=seed, reference=reference)
     if audio_path is not None:
         save_audio(audio_path, result.audio, result.sample_rate, subtype="FLOAT")
         entry["audio"] = str(audio_path)
@@ -324,7 +364,7 @@ def run_job(job: Job, *, model: Any, settings: JobSettings) -> dict[str, Any]:
                 entries[kind], results[kind] = _dream_toward(
                     model, waveform, target, settings=settings,
                     seed=derive_seed(job.seed, kind),
-                    audio_path=_audio_path(settings, stem, target))
+                    audio_path=_audio_path(settings, stem, target), source=job.path)
             # Both rendered log-mels are analysed at the original's frame count, so they compare
             # like with like.
             between = distance_report(results["correct"].spectrograms["rendered"],

@@ -1,11 +1,14 @@
-"""Transfer in an evaluation: how often judges outside the dream heard it move, against chance.
+"""Transfer in an evaluation: how often judges outside the dream heard it move, against chance
+and against the real thing.
 
 Each dream of an evaluation run with ``--judge`` carries, per judge, the target's confidence
 before and after, whether the judge moved (:func:`dreamsound.metrics.judge_moved`) and the same
-for the null baseline (the start plus white noise of the dream's own rmse_db). This module
-summarises them per kind of dream (correct class, wrong class, noise) and per target class,
-writes the Markdown section, and draws ``transfer.png``: the mean judge gain per judge and
-target class, beside the null baseline's on the same colour scale.
+for the null baseline (the start plus white noise of the dream's own rmse_db) and for the
+reference (the start plus another clip of the target class at the dream's own rmse_db, when the
+data set has one). This module summarises them per kind of dream (correct class, wrong class,
+noise) and per target class, writes the Markdown section, and draws ``transfer.png``: the mean
+judge gain per judge and target class, beside the reference's and the null baseline's on the
+same colour scale.
 """
 
 from __future__ import annotations
@@ -35,21 +38,27 @@ def _dreams(records: Iterable[Mapping[str, Any]]) -> Iterable[tuple[str, Mapping
 
 def _stats(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n = len(verdicts)
-    if not n:
-        return {"n": 0, "rate": None, "gain": None, "null_rate": None, "null_gain": None}
+    referenced = [v for v in verdicts if "reference_moved" in v]
+    m = len(referenced)
     return {"n": n,
-            "rate": sum(bool(v["moved"]) for v in verdicts) / n,
-            "gain": statistics.fmean(v["gain"] for v in verdicts),
-            "null_rate": sum(bool(v["null_moved"]) for v in verdicts) / n,
-            "null_gain": statistics.fmean(v["null_gain"] for v in verdicts)}
+            "rate": sum(bool(v["moved"]) for v in verdicts) / n if n else None,
+            "gain": statistics.fmean(v["gain"] for v in verdicts) if n else None,
+            "null_rate": sum(bool(v["null_moved"]) for v in verdicts) / n if n else None,
+            "null_gain": statistics.fmean(v["null_gain"] for v in verdicts) if n else None,
+            "n_reference": m,
+            "reference_rate": sum(bool(v["reference_moved"]) for v in referenced) / m
+            if m else None,
+            "reference_gain": statistics.fmean(v["reference_gain"] for v in referenced)
+            if m else None}
 
 
 def summarize_transfer(records: Iterable[Mapping[str, Any]], *, judges: Sequence[str],
                        classes: Sequence[str]) -> dict[str, Any]:
     """``{"judges", "by_kind": {kind: {judge: stats}}, "by_class": {judge: {class: stats}}}``
     where stats are ``n`` (dreams the judge could hear), ``rate`` (share it moved on), ``gain``
-    (mean target confidence after - before) and ``null_rate`` / ``null_gain`` for the null
-    baseline. ``by_class`` covers the wrong-class dreams (the transfer question)."""
+    (mean target confidence after - before), ``null_rate`` / ``null_gain`` for the null
+    baseline and ``reference_rate`` / ``reference_gain`` over the ``n_reference`` dreams that
+    have a reference. ``by_class`` covers the wrong-class dreams (the transfer question)."""
     dreams = list(_dreams(records))
     by_kind = {kind: {judge: _stats([d["judges"][judge] for k, d in dreams
                                      if k == kind and judge in d.get("judges", {})])
@@ -66,7 +75,9 @@ def summarize_transfer(records: Iterable[Mapping[str, Any]], *, judges: Sequence
 def _cell(stats: Mapping[str, Any]) -> str:
     if not stats["n"]:
         return "–"
-    return (f"{100 * stats['rate']:.0f} % ({100 * stats['null_rate']:.0f} %), "
+    reference = ("–" if stats["reference_rate"] is None
+                 else f"{100 * stats['reference_rate']:.0f} %")
+    return (f"{100 * stats['rate']:.0f} % ({100 * stats['null_rate']:.0f} % / {reference}), "
             f"{stats['gain']:+.3f} ({stats['null_gain']:+.3f})")
 
 
@@ -76,8 +87,10 @@ def transfer_markdown(transfer: Mapping[str, Any]) -> list[str]:
     lines = ["## Transfer to judges outside the dream", "",
              "Per judge: the share of dreams it *moved* on (its target score at least doubles, "
              "rises by >= 0.02 and climbs among the comparable classes) and its mean target "
-             "gain; in brackets the same for the null baseline (the start plus white noise of "
-             "the dream's own rmse_db). `transfer.png` maps the wrong-class gains.", "",
+             "gain; in brackets the share for the null baseline (the start plus white noise of "
+             "the dream's own rmse_db) / for the reference (the start plus another clip of the "
+             "target class at the dream's own rmse_db: the real thing at the same distance), "
+             "and the null baseline's gain. `transfer.png` maps the wrong-class gains.", "",
              "| dreams toward | " + " | ".join(judges) + " |",
              "| :--- | " + " | ".join("---:" for _ in judges) + " |"]
     labels = {"correct": "correct class", "wrong": "random wrong class",
@@ -94,24 +107,30 @@ def transfer_markdown(transfer: Mapping[str, Any]) -> list[str]:
 def plot_transfer(transfer: Mapping[str, Any], path: PathLike, *, classes: Sequence[str],
                   title: str = "") -> Path:
     """Write ``transfer.png``: mean judge gain (rows: judges, columns: target classes) on the
-    wrong-class dreams, and the null baseline's, on one diverging colour scale."""
+    wrong-class dreams, the reference's and the null baseline's, on one diverging colour
+    scale."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     judges = transfer["judges"]
 
     def matrix(key: str) -> list[list[float]]:
-        return [[transfer["by_class"][j][c][key] if transfer["by_class"][j][c]["n"]
-                 else math.nan for c in classes] for j in judges]
+        cells = transfer["by_class"]
+        return [[math.nan if cells[j][c].get(key) is None else cells[j][c][key]
+                 for c in classes] for j in judges]
 
-    gains, nulls = matrix("gain"), matrix("null_gain")
-    finite = [abs(v) for row in gains + nulls for v in row if not math.isnan(v)]
+    panels = [(matrix("gain"), "dreams"),
+              (matrix("reference_gain"), "reference: a clip of the target class at the "
+               "dream's distance"),
+              (matrix("null_gain"), "null baseline: white noise at the dream's distance")]
+    finite = [abs(v) for values, _ in panels for row in values for v in row
+              if not math.isnan(v)]
     span = max(finite, default=0.0) or 1e-3
-    fig = Figure(figsize=(2.5 + 0.7 * len(classes), 2.0 + 1.1 * len(judges)),
+    fig = Figure(figsize=(2.5 + 0.7 * len(classes), 2.6 + 1.6 * len(judges)),
                  layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 1, sharex=True)
-    for ax, values, name in ((axes[0], gains, "dreams"), (axes[1], nulls, "null baseline")):
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for ax, (values, name) in zip(axes, panels):
         shown = ax.imshow(values, cmap="RdBu_r", vmin=-span, vmax=span, aspect="auto")
         ax.set_xticks(range(len(classes)))
         ax.set_xticklabels(classes)
@@ -123,7 +142,8 @@ def plot_transfer(transfer: Mapping[str, Any], path: PathLike, *, classes: Seque
                 text = "–" if math.isnan(value) else f"{value:+.2f}"
                 colour = "white" if abs(value) > 0.6 * span else "black"
                 ax.text(k, i, text, ha="center", va="center", fontsize=8, color=colour)
-    axes[1].set_xlabel("target class of the wrong-class dreams (–: no dream the judge can hear)")
+    axes[-1].set_xlabel("target class of the wrong-class dreams (–: no dream the judge can "
+                        "hear, or no reference)")
     fig.colorbar(shown, ax=axes, label="target confidence\nafter - before")
     if title:
         fig.suptitle(title, fontsize=11)

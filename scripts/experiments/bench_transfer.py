@@ -11,13 +11,22 @@ mean seconds per dream; then the same rates per target class, and how often each
 "moved" held on its own (the score rose: :func:`dreamsound.metrics.judge_score_rose`; the rank
 climbed: :func:`dreamsound.metrics.judge_rank_climbed`), for the dreams and for the null.
 
+Beside the null, each dream has a **reference**: a seeded solo clip of the target class from
+the same folder (the real instrument, as the folder has it) mixed into the original at the
+dream's own rmse_db (:func:`dreamsound.engine.transfer.mixed_at_distance`), and the same clip
+in place of the original. A judge's rate on a dream is read between chance (the null) and
+the real thing at the same distance; the replacement says how often the judge hears the
+folder's own recordings of the target at all.
+
 ``--json F`` writes ``{"runs": [...], "summaries": [...]}``: per run its mode, config and rows
 (per dream: clip, true class, target, seconds, rmse_db, the dreaming model's confidence before
 and on the written audio, and per judge ``moved``, ``gain``, ``confidence_before``,
 ``confidence_after``, ``rank_before``, ``rank_after``, ``top_after`` and the null's
-``null_moved``, ``null_gain``, ``null_confidence_after``, ``null_rank_after``); per summary the
-printed table's figures (per judge ``rate``, ``score_rose``, ``rank_climbed``, ``gain`` and
-their ``null_`` twins) and ``by_target``.
+``null_moved``, ``null_gain``, ``null_confidence_after``, ``null_rank_after``, their
+``reference_`` twins and ``replaced_moved``; the row's ``reference_clip``, null when the folder
+has no clip of the target class); per summary the printed table's figures (per judge ``rate``,
+``score_rose``, ``rank_climbed``, ``gain``, their ``null_`` and ``reference_`` twins and
+``replaced_rate``, over the dreams that have a reference) and ``by_target``.
 
 Usage::
 
@@ -43,6 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dreamsound.metrics import judge_rank_climbed, judge_score_rose
@@ -86,11 +96,23 @@ def clips_and_targets(data: Path, n: int, seed: int, models: list
             for p in chosen]
 
 
+def reference_clip(data: Path, code: str, number: int, seed: int) -> Path | None:
+    """A seeded clip of class ``code`` from ``data`` (solo clips first), or None."""
+    clips = sorted((data / code).glob("*.wav"))
+    solo = [p for p in clips if "-solo-" in p.name] or clips
+    return random.Random(f"{seed}:{number}").choice(solo) if solo else None
+
+
 def run_mode(mode: str, jobs, args, models, judges) -> dict:
     from dreamsound.api import Dreamer
     from dreamsound.audio import load_audio
     from dreamsound.config import DreamConfig
-    from dreamsound.engine.transfer import judge_sound, matched_noise, target_concept
+    from dreamsound.engine.transfer import (
+        judge_sound,
+        matched_noise,
+        mixed_at_distance,
+        target_concept,
+    )
     from dreamsound.models.concepts import find_concept
     from dreamsound.outputs import write_audio
 
@@ -107,12 +129,17 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                                  max_seconds=None)
             result = dreamer.judge_written(result, path)
             concept = target_concept(dreamer.model, result.report.targets[0]["index"])
-            null = matched_noise(result.original, result.report.rmse_db_rendered,
-                                 dreamer.model, seed=args.seed + number)
+            rmse_db = result.report.rmse_db_rendered
+            null = matched_noise(result.original, rmse_db, dreamer.model, seed=args.seed + number)
+            other = reference_clip(args.data, wrong, number, args.seed)
+            real = None if other is None else load_audio(
+                other, sample_rate=result.sample_rate, max_seconds=None)
             row = {"clip": str(clip), "true": true, "target": wrong, "seconds": seconds,
-                   "rmse_db": result.report.rmse_db_rendered,
+                   "rmse_db": rmse_db, "reference_clip": None if other is None else str(other),
                    "confidence_before": result.report.confidence_before,
                    "confidence_rendered": result.report.confidence_rendered, "judges": {}}
+            mixed = None if real is None else mixed_at_distance(
+                result.original, real, rmse_db, dreamer.model)
             for judge in judges:
                 dream = judge_sound(judge, concept, result.original, written, result.sample_rate)
                 chance = judge_sound(judge, concept, result.original, null, result.sample_rate)
@@ -126,6 +153,18 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                     "null_gain": chance.confidence_after - chance.confidence_before,
                     "null_confidence_after": chance.confidence_after,
                     "null_rank_after": chance.rank_after}
+                if real is not None:
+                    added = judge_sound(judge, concept, result.original, mixed,
+                                        result.sample_rate)
+                    instead = judge_sound(judge, concept, result.original,
+                                          np.resize(real, result.original.size),
+                                          result.sample_rate)
+                    row["judges"][judge.name].update({
+                        "reference_moved": added.moved,
+                        "reference_gain": added.confidence_after - added.confidence_before,
+                        "reference_confidence_after": added.confidence_after,
+                        "reference_rank_after": added.rank_after,
+                        "replaced_moved": instead.moved})
             rows.append(row)
             print(f"  {mode:<28} {Path(row['clip']).name[:36]:<36} -> {wrong}: "
                   f"{row['confidence_before']:.2f}->{row['confidence_rendered']:.2f} "
@@ -133,6 +172,11 @@ def run_mode(mode: str, jobs, args, models, judges) -> dict:
                       f"{n}:{'+' if j['moved'] else '-'}{j['gain']:+.3f}"
                       for n, j in row["judges"].items()), flush=True)
     return {"mode": mode, "config": config.to_json(), "rows": rows}
+
+
+def _share(items: list, test) -> float | None:
+    """The share of ``items`` for which ``test`` holds (None for no items)."""
+    return sum(bool(test(v)) for v in items) / len(items) if items else None
 
 
 def summarize(run: dict, judges: list[str]) -> dict:
@@ -143,22 +187,23 @@ def summarize(run: dict, judges: list[str]) -> dict:
            "reached_0.9": sum(r["confidence_rendered"] >= 0.9 for r in rows) / len(rows)}
     for name in judges:
         verdicts = [r["judges"][name] for r in rows]
-        out[name] = {"rate": sum(v["moved"] for v in verdicts) / len(verdicts),
-                     # judge_moved's two halves, each on its own: which one holds a judge back
-                     "score_rose": sum(judge_score_rose(v["confidence_before"],
-                                                        v["confidence_after"])
-                                       for v in verdicts) / len(verdicts),
-                     "rank_climbed": sum(judge_rank_climbed(v["rank_before"], v["rank_after"])
-                                         for v in verdicts) / len(verdicts),
-                     "null_score_rose": sum(judge_score_rose(v["confidence_before"],
-                                                             v["null_confidence_after"])
-                                            for v in verdicts) / len(verdicts),
-                     "null_rank_climbed": sum(judge_rank_climbed(v["rank_before"],
-                                                                 v["null_rank_after"])
-                                              for v in verdicts) / len(verdicts),
-                     "gain": statistics.mean(v["gain"] for v in verdicts),
-                     "null_rate": sum(v["null_moved"] for v in verdicts) / len(verdicts),
-                     "null_gain": statistics.mean(v["null_gain"] for v in verdicts)}
+        referenced = [v for v in verdicts if "reference_moved" in v]
+        summary = {"gain": statistics.mean(v["gain"] for v in verdicts),
+                   "null_gain": statistics.mean(v["null_gain"] for v in verdicts),
+                   "reference_gain": statistics.mean(v["reference_gain"] for v in referenced)
+                   if referenced else None,
+                   "replaced_rate": _share(referenced, lambda v: v["replaced_moved"])}
+        # judge_moved and its two halves, each on its own (which one holds a judge back), for
+        # the dream, the null baseline and the reference
+        for prefix, items in (("", verdicts), ("null_", verdicts), ("reference_", referenced)):
+            after = "confidence_after" if not prefix else f"{prefix}confidence_after"
+            rank = "rank_after" if not prefix else f"{prefix}rank_after"
+            summary[f"{prefix}rate"] = _share(items, lambda v, p=prefix: v[f"{p}moved"])
+            summary[f"{prefix}score_rose"] = _share(
+                items, lambda v, a=after: judge_score_rose(v["confidence_before"], v[a]))
+            summary[f"{prefix}rank_climbed"] = _share(
+                items, lambda v, r=rank: judge_rank_climbed(v["rank_before"], v[r]))
+        out[name] = summary
     out["by_target"] = by_target(rows, judges)
     return out
 
@@ -174,8 +219,15 @@ def by_target(rows: list[dict], judges: list[str]) -> dict:
         out[target] = {"dreams": len(mine),
                        "convinced": sum(r["confidence_rendered"] >= 0.5 for r in mine) / len(mine)}
         for name in judges:
-            out[target][name] = sum(r["judges"][name]["moved"] for r in mine) / len(mine)
+            verdicts = [r["judges"][name] for r in mine]
+            out[target][name] = _share(verdicts, lambda v: v["moved"])
+            out[target][f"{name}_reference"] = _share(
+                [v for v in verdicts if "reference_moved" in v], lambda v: v["reference_moved"])
     return out
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,27 +268,33 @@ def main(argv: list[str] | None = None) -> int:
     command = ["python", "-m", "scripts.experiments.bench_transfer", *sys.argv[1:]]
     print(f"\n$ {shlex.join(command)}")
     print(f"dreaming: {args.models}; judges: {', '.join(judge_names)}; {len(jobs)} dreams "
-          "(wrong targets); rate = judge moved (null: same rmse_db of white noise)")
+          "(wrong targets); rate = judge moved (null: same rmse_db of white noise; ref: a "
+          "clip of the target class mixed in at the same rmse_db; in place: that clip "
+          "instead of the original)")
     header = f"{'mode':<28} {'rmse dB':>7} {'s/dream':>8} {'>=0.9':>6} " + " ".join(
-        f"{n + ' rate (null)':>22} {'gain':>7}" for n in judge_names)
+        f"{n + ' rate (null / ref / in place)':>40} {'gain':>7}" for n in judge_names)
     print(header)
     summaries = [summarize(run, judge_names) for run in runs]
     for s in summaries:
         print(f"{s['mode']:<28} {s['mean_rmse_db']:>7.2f} {s['mean_seconds']:>8.1f} "
               f"{s['reached_0.9']:>6.2f} " + " ".join(
-                  f"{s[n]['rate']:>13.2f} ({s[n]['null_rate']:.2f}) {s[n]['gain']:>+9.3f}"
-                  for n in judge_names))
-    print("\nper target class: dreams, share convinced (>= 0.5), each judge's transfer rate")
+                  f"{s[n]['rate']:>18.2f} ({s[n]['null_rate']:.2f} / "
+                  f"{_rate(s[n]['reference_rate'])} / {_rate(s[n]['replaced_rate'])}) "
+                  f"{s[n]['gain']:>+9.3f}" for n in judge_names))
+    print("\nper target class: dreams, share convinced (>= 0.5), each judge's transfer rate "
+          "(reference)")
     for s in summaries:
         for target, row in s["by_target"].items():
             print(f"{s['mode']:<28} {target:<4} {row['dreams']:>3} {row['convinced']:>5.2f} "
-                  + " ".join(f"{n} {row[n]:.2f}" for n in judge_names))
+                  + " ".join(f"{n} {row[n]:.2f} (ref {_rate(row[n + '_reference'])})"
+                             for n in judge_names))
     print("\nthe two halves of 'moved', each alone: share of dreams whose target score rose "
-          "(x2 and +0.02) / whose rank climbed (null)")
+          "(x2 and +0.02) / whose rank climbed (null; reference)")
     for s in summaries:
         print(f"{s['mode']:<28} " + "  ".join(
             f"{n} {s[n]['score_rose']:.2f} / {s[n]['rank_climbed']:.2f} "
-            f"({s[n]['null_score_rose']:.2f} / {s[n]['null_rank_climbed']:.2f})"
+            f"({s[n]['null_score_rose']:.2f} / {s[n]['null_rank_climbed']:.2f}; ref "
+            f"{_rate(s[n]['reference_score_rose'])} / {_rate(s[n]['reference_rank_climbed'])})"
             for n in judge_names))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summaries": summaries}, indent=1))

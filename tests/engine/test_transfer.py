@@ -136,3 +136,23 @@ def test_matched_noise_has_the_dreams_distance(debug_model, chord):
                                    front_end=debug_model.front_end)
     assert distance == pytest.approx(2.0, abs=1e-3)
     assert np.array_equal(noisy, matched_noise(chord, 2.0, debug_model, seed=1))
+
+
+def test_a_recording_mixed_at_a_distance_keeps_the_original_and_the_distance(debug_model, chord):
+    from dreamsound.engine.transfer import mixed_at_distance
+
+    rate = debug_model.sample_rate
+    short_tone = (0.3 * np.sin(2 * np.pi * 1500.0 * np.arange(rate // 4) / rate)).astype(
+        np.float32)  # a quarter second, repeated to the chord's length
+    mixed = mixed_at_distance(chord, short_tone, 3.0, debug_model)
+    assert mixed.shape == chord.shape and mixed.dtype == np.float32
+    with torch.no_grad():
+        distance = metrics.rmse_db(debug_model.log_mel(torch.from_numpy(mixed)),
+                                   debug_model.log_mel(torch.from_numpy(chord)),
+                                   front_end=debug_model.front_end)
+    assert distance == pytest.approx(3.0, abs=1e-3)
+    added = mixed - chord  # a scaled copy of the tone, repeated, nothing else
+    gain = float(np.dot(added, np.resize(short_tone, chord.size))
+                 / np.dot(np.resize(short_tone, chord.size), np.resize(short_tone, chord.size)))
+    assert gain > 0
+    assert np.allclose(added, gain * np.resize(short_tone, chord.size), atol=1e-6)

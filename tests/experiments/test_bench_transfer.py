@@ -1,5 +1,6 @@
-"""The transfer benchmark: modes parse, every dream is judged against the null baseline, and
-``--loop`` is left out (not crashed on) when a model has no violin class."""
+"""The transfer benchmark: modes parse, every dream is judged against the null baseline and
+the reference (a clip of the target class at the dream's distance), and ``--loop`` is left out
+(not crashed on) when a model has no violin class."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
             assert verdict["moved"] == metrics.judge_moved(
                 verdict["confidence_before"], verdict["confidence_after"],
                 verdict["rank_before"], verdict["rank_after"])
+            # the reference is a clip of the target class (when the folder has one), judged
+            # by the same rule; the loop's violin always has one here
+            if not (data / row["target"]).is_dir():
+                assert row["reference_clip"] is None and "reference_moved" not in verdict
+                continue
+            assert Path(row["reference_clip"]).parent.name == row["target"]
+            assert verdict["reference_moved"] == metrics.judge_moved(
+                verdict["confidence_before"], verdict["reference_confidence_after"],
+                verdict["rank_before"], verdict["reference_rank_after"])
+            assert isinstance(verdict["replaced_moved"], bool)
     assert result["runs"][1]["config"]["changes"] == 1
     for run, summary in zip(result["runs"], result["summaries"]):
         per_target = summary["by_target"]
@@ -60,8 +71,14 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
                      for v in verdicts)
         assert round(judged["null_rank_climbed"] * len(verdicts)) == chance
         assert judged["null_rate"] <= min(judged["null_score_rose"], judged["null_rank_climbed"])
+        referenced = [v for v in verdicts if "reference_moved" in v]
+        assert run["rows"][-1]["reference_clip"] and referenced
+        assert judged["reference_rate"] == (sum(v["reference_moved"] for v in referenced)
+                                            / len(referenced))
+        assert judged["replaced_rate"] == (sum(v["replaced_moved"] for v in referenced)
+                                           / len(referenced))
     printed = capsys.readouterr().out
-    assert "instrument rate (null)" in printed and "per target class" in printed
+    assert "instrument rate (null / ref / in place)" in printed and "per target class" in printed
     assert "the two halves of 'moved'" in printed
 
 
@@ -88,3 +105,27 @@ def test_one_network_with_two_weight_files_is_two_members(tmp_path: Path) -> Non
     assert code == 0
     run = json.loads(out.read_text())["runs"][0]
     assert set(run["rows"][0]["judges"]) == {"debug"}  # a dreaming model never judges
+
+
+def test_a_target_without_clips_has_no_reference(tmp_path: Path) -> None:
+    data = write_training_set(tmp_path / "clips", {"flu": 1, "pia": 1}, seconds=1.0)
+    assert bench_transfer.reference_clip(data, "vio", 0, 0) is None
+    chosen = bench_transfer.reference_clip(data, "pia", 3, 0)
+    assert chosen.parent.name == "pia"
+    assert chosen == bench_transfer.reference_clip(data, "pia", 3, 0)  # seeded
+    out = tmp_path / "rows.json"
+    code = bench_transfer.main([str(data), "--clips", "1", "--loop", "--models", "debug",
+                                "--judges", "instrument", "--modes", "exact/steps=1",
+                                "--threads", "1", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    loop = result["runs"][0]["rows"][-1]
+    assert loop["target"] == "vio" and loop["reference_clip"] is None
+    assert "reference_moved" not in loop["judges"]["instrument"]
+    # the summary reads the reference over the dreams that have it (here at most the clip's)
+    summary = result["summaries"][0]["instrument"]
+    other = result["runs"][0]["rows"][0]["judges"]["instrument"]
+    if "reference_moved" in other:
+        assert summary["reference_rate"] == float(other["reference_moved"])
+    else:
+        assert summary["reference_rate"] is None and summary["reference_gain"] is None

@@ -43,3 +43,27 @@ def test_a_clip_labelled_with_every_class_has_no_wrong_class() -> None:
     clip = LabelledClip(Path("/x/a.wav"), "a.wav", ("cel", "vio"))
     with pytest.raises(DataError, match="no wrong class"):
         jb.build_jobs([clip], classes=["cel", "vio"], seed=0)
+
+
+def test_a_reference_is_another_clip_of_the_target_class(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    rate = 16000
+    paths = []
+    for name, n in (("a", rate), ("b", rate // 2)):  # told apart by their lengths
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, (0.1 * np.sin(np.arange(n) / 5.0)).astype(np.float32), rate)
+        paths.append(str(path))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00")
+    settings = jb.JobSettings(threshold=0.9, max_steps=1, class_index={}, audio_dir=None,
+                              references={"vio": tuple(paths), "flu": (str(broken),)})
+    for seed in range(8):  # never the dream's own clip
+        chosen = jb._reference(settings, "vio", seed=seed, own=paths[0], rate=rate)
+        assert chosen is not None and chosen.shape == (rate // 2,)
+    assert jb._reference(settings, "vio", seed=0, own=None, rate=rate) is not None
+    only_own = jb.JobSettings(threshold=0.9, max_steps=1, class_index={}, audio_dir=None,
+                              references={"vio": (paths[0],)})
+    assert jb._reference(only_own, "vio", seed=0, own=paths[0], rate=rate) is None
+    assert jb._reference(settings, "cel", seed=0, own=None, rate=rate) is None  # no clip
+    assert jb._reference(settings, "flu", seed=0, own=None, rate=rate) is None  # unreadable
