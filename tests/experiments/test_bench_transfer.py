@@ -129,3 +129,26 @@ def test_a_target_without_clips_has_no_reference(tmp_path: Path) -> None:
         assert summary["reference_rate"] == float(other["reference_moved"])
     else:
         assert summary["reference_rate"] is None and summary["reference_gain"] is None
+
+
+def test_the_reference_at_fixed_distances_counts_what_it_judged(tmp_path: Path) -> None:
+    from scripts.experiments import reference_distance
+
+    from dreamsound.data.irmas import IRMAS_CODES
+
+    data = write_training_set(tmp_path / "clips", dict.fromkeys(IRMAS_CODES, 1), seconds=1.0)
+    out = tmp_path / "curve.json"
+    code = reference_distance.main([str(data), "--clips", "4", "--distances", "2,8",
+                                    "--model", "debug", "--judges", "instrument,debug",
+                                    "--threads", "1", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert result["pairs"] == len(rows) == 4  # every target has a clip here
+    for row in rows:
+        assert Path(row["reference_clip"]).parent.name == row["target"] != row["true"]
+        assert set(row["judges"]) == {"instrument"}  # the distance's model never judges
+        assert set(row["judges"]["instrument"]) == {"2", "8", "in_place"}
+    for key in ("2", "8", "in_place"):
+        moved = sum(r["judges"]["instrument"][key] for r in rows)
+        assert result["rates"]["instrument"][key] == moved / len(rows)
