@@ -65,8 +65,9 @@ def evaluate(
 
     Writes OUT/report.md, report.json, heatmap.png and results.jsonl (one line per finished
     clip, so an interrupted run resumes where it stopped); with --judge, transfer.png and a
-    transfer table (each judge against its null baseline). --style exact (default) is Cochran
-    & Kim's protocol; --style robust dreams sounds other models may hear.
+    transfer table (each judge against its null baseline, white noise at the dream's distance,
+    and its reference, another clip of the target class at that distance). --style exact
+    (default) is Cochran & Kim's protocol; --style robust dreams sounds other models may hear.
     """
     import shlex
 
