@@ -35,11 +35,23 @@ import torch
 from scripts.experiments.bench_transfer import clips_and_targets, reference_clip
 
 
+def distance_list(text: str) -> list[float]:
+    """``"3,6,9"`` -> ``[3.0, 6.0, 9.0]``: positive rmse_db values (argparse's type)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not all(0.0 < v < 100.0 for v in values):
+        raise argparse.ArgumentTypeError(f"distances are dB between 0 and 100, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="IRMAS-layout folder of clips")
     parser.add_argument("--clips", type=int, default=40)
-    parser.add_argument("--distances", default="3,6,9,12,15", help="rmse_db values, a,b,...")
+    parser.add_argument("--distances", type=distance_list, default=[3.0, 6.0, 9.0, 12.0, 15.0],
+                        help="rmse_db values, a,b,...")
     parser.add_argument("--model", default="instrument",
                         help="the model whose log-mel measures the distance (the dreamer's)")
     parser.add_argument("--judges", default="yamnet,musicnn,irmas-pons")
@@ -55,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from dreamsound.models.concepts import find_concept
     from dreamsound.models.registry import load_model
 
-    distances = [float(d) for d in args.distances.split(",")]
+    distances = args.distances
     paths = dict(item.split("=", 1) for item in args.weights)
     model = load_model(args.model, paths.get(args.model), "cpu")
     judges = [load_model(n, paths.get(n), "cpu") for n in args.judges.split(",")

@@ -132,9 +132,8 @@ def test_a_target_without_clips_has_no_reference(tmp_path: Path) -> None:
 
 
 def test_the_reference_at_fixed_distances_counts_what_it_judged(tmp_path: Path) -> None:
-    from scripts.experiments import reference_distance
-
     from dreamsound.data.irmas import IRMAS_CODES
+    from scripts.experiments import reference_distance
 
     data = write_training_set(tmp_path / "clips", dict.fromkeys(IRMAS_CODES, 1), seconds=1.0)
     out = tmp_path / "curve.json"
@@ -152,3 +151,13 @@ def test_the_reference_at_fixed_distances_counts_what_it_judged(tmp_path: Path) 
     for key in ("2", "8", "in_place"):
         moved = sum(r["judges"]["instrument"][key] for r in rows)
         assert result["rates"]["instrument"][key] == moved / len(rows)
+
+
+def test_bad_distances_are_one_line_errors(capsys) -> None:
+    from scripts.experiments import reference_distance
+
+    for bad in ("3,x", "0,6", "-3"):
+        with pytest.raises(SystemExit) as stop:
+            reference_distance.main(["somewhere", "--distances", bad])
+        assert stop.value.code == 2
+        assert "--distances" in capsys.readouterr().err
