@@ -26,7 +26,9 @@ and on the written audio, and per judge ``moved``, ``gain``, ``confidence_before
 ``reference_`` twins and ``replaced_moved``; the row's ``reference_clip``, null when the folder
 has no clip of the target class); per summary the printed table's figures (per judge ``rate``,
 ``score_rose``, ``rank_climbed``, ``gain``, their ``null_`` and ``reference_`` twins and
-``replaced_rate``, over the dreams that have a reference) and ``by_target``.
+``replaced_rate``, over the dreams that have a reference; ``dream_only``, ``reference_only``
+and ``dream_vs_reference_p``, the exact McNemar test of the two on the same pairs) and
+``by_target``.
 
 Usage::
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shlex
 import statistics
@@ -179,6 +182,15 @@ def _share(items: list, test) -> float | None:
     return sum(bool(test(v)) for v in items) / len(items) if items else None
 
 
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value for paired yes/no outcomes: the chance, were both
+    equally likely to move a judge, of discordant pairs at least this one-sided
+    (``only_a`` moved by the first only, ``only_b`` by the second only; 1.0 for none)."""
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2.0 * tail)
+
+
 def summarize(run: dict, judges: list[str]) -> dict:
     rows = run["rows"]
     out = {"mode": run["mode"], "dreams": len(rows),
@@ -192,7 +204,14 @@ def summarize(run: dict, judges: list[str]) -> dict:
                    "null_gain": statistics.mean(v["null_gain"] for v in verdicts),
                    "reference_gain": statistics.mean(v["reference_gain"] for v in referenced)
                    if referenced else None,
-                   "replaced_rate": _share(referenced, lambda v: v["replaced_moved"])}
+                   "replaced_rate": _share(referenced, lambda v: v["replaced_moved"]),
+                   # the discordant pairs of dream and reference: moved by one only
+                   "dream_only": sum(v["moved"] and not v["reference_moved"]
+                                     for v in referenced),
+                   "reference_only": sum(v["reference_moved"] and not v["moved"]
+                                         for v in referenced)}
+        summary["dream_vs_reference_p"] = mcnemar_exact_p(summary["dream_only"],
+                                                          summary["reference_only"])
         # judge_moved and its two halves, each on its own (which one holds a judge back), for
         # the dream, the null baseline and the reference
         for prefix, items in (("", verdicts), ("null_", verdicts), ("reference_", referenced)):
@@ -281,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s[n]['rate']:>18.2f} ({s[n]['null_rate']:.2f} / "
                   f"{_rate(s[n]['reference_rate'])} / {_rate(s[n]['replaced_rate'])}) "
                   f"{s[n]['gain']:>+9.3f}" for n in judge_names))
+    print("\ndream against reference, the same pairs: moved by the dream only / by the "
+          "reference only, exact McNemar p (two-sided)")
+    for s in summaries:
+        print(f"{s['mode']:<28} " + "  ".join(
+            f"{n} {s[n]['dream_only']} / {s[n]['reference_only']}, "
+            f"p = {s[n]['dream_vs_reference_p']:.3g}" for n in judge_names))
     print("\nper target class: dreams, share convinced (>= 0.5), each judge's transfer rate "
           "(reference)")
     for s in summaries:

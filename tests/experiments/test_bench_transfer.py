@@ -77,6 +77,10 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
                                             / len(referenced))
         assert judged["replaced_rate"] == (sum(v["replaced_moved"] for v in referenced)
                                            / len(referenced))
+        assert judged["dream_only"] - judged["reference_only"] == (
+            sum(v["moved"] for v in referenced) - sum(v["reference_moved"] for v in referenced))
+        assert judged["dream_vs_reference_p"] == bench_transfer.mcnemar_exact_p(
+            judged["dream_only"], judged["reference_only"])
     printed = capsys.readouterr().out
     assert "instrument rate (null / ref / in place)" in printed and "per target class" in printed
     assert "the two halves of 'moved'" in printed
@@ -161,3 +165,12 @@ def test_bad_distances_are_one_line_errors(capsys) -> None:
             reference_distance.main(["somewhere", "--distances", bad])
         assert stop.value.code == 2
         assert "--distances" in capsys.readouterr().err
+
+
+def test_mcnemar_exact_p_against_hand_counts() -> None:
+    p = bench_transfer.mcnemar_exact_p
+    assert p(0, 0) == 1.0 and p(3, 3) == 1.0
+    assert p(5, 0) == 2 / 32                       # 2 * (1/2)^5
+    assert p(0, 5) == p(5, 0)                      # two-sided
+    assert p(8, 2) == 2 * (1 + 10 + 45) / 1024     # 2 * P(X <= 2), X ~ Bin(10, 1/2)
+    assert p(10, 1) < p(8, 2) < p(6, 4)
