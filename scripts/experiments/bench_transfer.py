@@ -26,8 +26,9 @@ and on the written audio, and per judge ``moved``, ``gain``, ``confidence_before
 ``reference_`` twins and ``replaced_moved``; the row's ``reference_clip``, null when the folder
 has no clip of the target class); per summary the printed table's figures (per judge ``rate``,
 ``score_rose``, ``rank_climbed``, ``gain``, their ``null_`` and ``reference_`` twins and
-``replaced_rate``, over the dreams that have a reference; ``dream_only``, ``reference_only``
-and ``dream_vs_reference_p``, the exact McNemar test of the two on the same pairs) and
+``replaced_rate``, over the ``referenced`` dreams that have a reference, and on those the
+dream's own ``referenced_rate``, ``dream_only``, ``reference_only`` and
+``dream_vs_reference_p``, the exact McNemar test of the two on the same pairs) and
 ``by_target``.
 
 Usage::
@@ -205,7 +206,10 @@ def summarize(run: dict, judges: list[str]) -> dict:
                    "reference_gain": statistics.mean(v["reference_gain"] for v in referenced)
                    if referenced else None,
                    "replaced_rate": _share(referenced, lambda v: v["replaced_moved"]),
-                   # the discordant pairs of dream and reference: moved by one only
+                   # dream and reference on the same pairs: the dream's rate there, and the
+                   # discordant pairs (moved by one only)
+                   "referenced": len(referenced),
+                   "referenced_rate": _share(referenced, lambda v: v["moved"]),
                    "dream_only": sum(v["moved"] and not v["reference_moved"]
                                      for v in referenced),
                    "reference_only": sum(v["reference_moved"] and not v["moved"]
@@ -300,11 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s[n]['rate']:>18.2f} ({s[n]['null_rate']:.2f} / "
                   f"{_rate(s[n]['reference_rate'])} / {_rate(s[n]['replaced_rate'])}) "
                   f"{s[n]['gain']:>+9.3f}" for n in judge_names))
-    print("\ndream against reference, the same pairs: moved by the dream only / by the "
-          "reference only, exact McNemar p (two-sided)")
+    print("\ndream against reference on the pairs that have one: share moved by the dream / "
+          "by the reference of N pairs; moved by the dream only / the reference only, exact "
+          "McNemar p (two-sided)")
     for s in summaries:
         print(f"{s['mode']:<28} " + "  ".join(
-            f"{n} {s[n]['dream_only']} / {s[n]['reference_only']}, "
+            f"{n} {_rate(s[n]['referenced_rate'])} / {_rate(s[n]['reference_rate'])} of "
+            f"{s[n]['referenced']}; {s[n]['dream_only']} / {s[n]['reference_only']}, "
             f"p = {s[n]['dream_vs_reference_p']:.3g}" for n in judge_names))
     print("\nper target class: dreams, share convinced (>= 0.5), each judge's transfer rate "
           "(reference)")

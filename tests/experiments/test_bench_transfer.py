@@ -77,6 +77,8 @@ def test_every_dream_is_judged_with_its_null_baseline(tmp_path: Path, capsys) ->
                                             / len(referenced))
         assert judged["replaced_rate"] == (sum(v["replaced_moved"] for v in referenced)
                                            / len(referenced))
+        assert judged["referenced"] == len(referenced)
+        assert judged["referenced_rate"] == sum(v["moved"] for v in referenced) / len(referenced)
         assert judged["dream_only"] - judged["reference_only"] == (
             sum(v["moved"] for v in referenced) - sum(v["reference_moved"] for v in referenced))
         assert judged["dream_vs_reference_p"] == bench_transfer.mcnemar_exact_p(
