@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dreamsound.errors import DataError, DreamsoundError
 from dreamsound.metrics import judge_rank_climbed, judge_score_rose
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +95,9 @@ def clips_and_targets(data: Path, n: int, seed: int, models: list
 
     known = [c for c in IRMAS_CODES if all(judge_knows(m, find_concept(c)) for m in models)]
     files = sorted(p for p in data.glob("*/*.wav") if p.parent.name in IRMAS_CODES)
+    if not files:
+        raise DataError(f"{data}: no clips (an IRMAS-layout folder holds CLASS/*.wav, CLASS an "
+                        "IRMAS code such as vio)")
     chooser = random.Random(seed)
     chosen = chooser.sample(files, min(n, len(files)))
     return [(p, p.parent.name, chooser.choice([c for c in known if c != p.parent.name]))
@@ -249,24 +253,39 @@ def by_target(rows: list[dict], judges: list[str]) -> dict:
     return out
 
 
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that fix the ``(clip, wrong target)`` pairs and who judges them, shared with
+    :mod:`scripts.experiments.reference_distance` so both scripts draw the same pairs."""
+    parser.add_argument("data", type=Path, help="IRMAS-layout folder of clips")
+    parser.add_argument("--clips", type=int, default=40)
+    parser.add_argument("--judges", default="yamnet,musicnn,irmas-pons")
+    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="IRMAS-layout folder of clips")
-    parser.add_argument("--clips", type=int, default=40)
+    add_pair_arguments(parser)
     parser.add_argument("--loop", action="store_true", help="also examples/loop.wav -> violin")
     parser.add_argument("--modes", default="exact,robust")
     parser.add_argument("--models", default="instrument", help="dreaming model(s), a,b")
-    parser.add_argument("--judges", default="yamnet,musicnn,irmas-pons")
-    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write every row here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    except DreamsoundError as exc:  # bad input or missing weights: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The script's work for parsed ``args``."""
 
     from dreamsound.models.registry import load_model
 

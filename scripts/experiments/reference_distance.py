@@ -1,5 +1,6 @@
-"""How far must the real thing go before a judge hears it? The reference of bench_transfer at
-fixed distances, no dream involved.
+"""How far must the real thing go before a judge hears it? No dream involved.
+
+The reference of :mod:`bench_transfer` at fixed distances.
 
 For the same N seeded ``(clip, wrong target)`` pairs as :mod:`bench_transfer` (same data, same
 ``--clips`` and ``--seed``, same models), a clip of the target class (the same seeded choice as
@@ -32,7 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scripts.experiments.bench_transfer import clips_and_targets, reference_clip
+from dreamsound.errors import DreamsoundError
+from scripts.experiments.bench_transfer import (
+    add_pair_arguments,
+    clips_and_targets,
+    reference_clip,
+)
 
 
 def distance_list(text: str) -> list[float]:
@@ -48,19 +54,23 @@ def distance_list(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="IRMAS-layout folder of clips")
-    parser.add_argument("--clips", type=int, default=40)
+    add_pair_arguments(parser)
     parser.add_argument("--distances", type=distance_list, default=[3.0, 6.0, 9.0, 12.0, 15.0],
                         help="rmse_db values, a,b,...")
     parser.add_argument("--model", default="instrument",
                         help="the model whose log-mel measures the distance (the dreamer's)")
-    parser.add_argument("--judges", default="yamnet,musicnn,irmas-pons")
-    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the rates and every row here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    except DreamsoundError as exc:  # bad input or missing weights: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The script's work for parsed ``args``."""
 
     from dreamsound.audio import load_audio
     from dreamsound.engine.transfer import judge_sound, mixed_at_distance

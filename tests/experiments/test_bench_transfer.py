@@ -176,3 +176,17 @@ def test_mcnemar_exact_p_against_hand_counts() -> None:
     assert p(0, 5) == p(5, 0)                      # two-sided
     assert p(8, 2) == 2 * (1 + 10 + 45) / 1024     # 2 * P(X <= 2), X ~ Bin(10, 1/2)
     assert p(10, 1) < p(8, 2) < p(6, 4)
+
+
+def test_a_folder_without_clips_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    from scripts.experiments import reference_distance
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert bench_transfer.main([str(empty), "--models", "debug", "--judges", "instrument",
+                                "--modes", "exact/steps=1", "--threads", "1"]) == 2
+    assert reference_distance.main([str(empty), "--model", "debug", "--judges", "instrument",
+                                    "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {empty}: no clips (an IRMAS-layout folder holds CLASS/*.wav, "
+                   "CLASS an IRMAS code such as vio)"] * 2
