@@ -11,8 +11,11 @@ import hashlib
 import http.server
 import itertools
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -345,6 +348,33 @@ def test_packaged_file_is_found_and_checked() -> None:
     assert digest in str(exc.value)
     missing = make_spec(packaged="nowhere/none.safetensors", url=None)
     assert find_weights(missing) is None
+
+
+def test_shipped_weights_are_found_from_a_source_checkout(tmp_path: Path) -> None:
+    # Ray's workers put the driver's working folder first on sys.path, so a job started inside
+    # the checkout imports the checkout's dreamsound, which has no dreamsound/shipped_models (the
+    # wheel maps models/ there). The shipped weights must still be found, and checked.
+    repo = Path(__file__).resolve().parents[1]
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import dreamsound\n"
+        "from dreamsound.models import weights\n"
+        "from dreamsound.models.instrument import WEIGHTS\n"
+        "print(dreamsound.__file__)\n"
+        "print(weights.resolve_weights(WEIGHTS))\n"
+        "weights.SHIPPED_PACKAGE = 'dreamsound.not_a_package'\n"
+        "print(weights.resolve_weights(WEIGHTS))\n"
+    )
+    env = {**os.environ, "DREAMSOUND_OFFLINE": "1", "DREAMSOUND_CACHE": str(tmp_path)}
+    env.pop("DREAMSOUND_INSTRUMENT_WEIGHTS", None)
+    done = subprocess.run([sys.executable, "-c", probe, str(repo)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported, found, found_without_package = done.stdout.split()
+    assert Path(imported).is_relative_to(repo)
+    shipped = repo / "models" / "instrument_cnn" / "model.safetensors"
+    assert Path(found).samefile(shipped)
+    assert Path(found_without_package).samefile(shipped)
 
 
 # -- several files per model (irmas-pons: Keras weights + the training mean) -------------------

@@ -165,18 +165,30 @@ def download_url(spec: WeightsFile, url: str | None = None) -> str | None:
     return spec.url
 
 
+def _shipped_root() -> Path | None:
+    """The folder that holds the shipped weights, or None when there is none."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files(SHIPPED_PACKAGE)))
+    except ImportError:
+        # dreamsound was imported from a source checkout, which has no dreamsound/shipped_models
+        # (the wheel maps models/ there). Ray does this to its workers: it puts the driver's
+        # working folder first on their sys.path, so a job started inside a checkout imports
+        # the checkout's dreamsound even when a regular install sits in site-packages.
+        checkout = Path(__file__).resolve().parents[2] / "models"
+        return checkout if (checkout / "__init__.py").is_file() else None
+
+
 def _packaged_path(spec: WeightsFile) -> Path | None:
     if not spec.packaged:
         return None
-    try:
-        from importlib.resources import files
-
-        resource = files(SHIPPED_PACKAGE).joinpath(*spec.packaged.split("/"))
-    except (ImportError, TypeError, ValueError):  # package missing from a broken install
+    root = _shipped_root()
+    if root is None:
         return None
     # Regular and editable installs keep package data as plain files; a zipped install would
     # need extraction, which we do not support (weights are too big to copy on every load).
-    path = Path(str(resource))
+    path = root.joinpath(*spec.packaged.split("/"))
     return path if path.is_file() else None
 
 
