@@ -370,7 +370,7 @@ def test_shipped_weights_are_found_from_a_source_checkout(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", probe, str(repo)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    imported, found, found_without_package = done.stdout.split()
+    imported, found, found_without_package = done.stdout.splitlines()
     assert Path(imported).is_relative_to(repo)
     shipped = repo / "models" / "instrument_cnn" / "model.safetensors"
     assert Path(found).samefile(shipped)
